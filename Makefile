@@ -1,0 +1,32 @@
+# Two commands for a new machine (see README.md):
+#   make demo   set up .venv (once) and run the demo ablation (Tables 2 and 3, report, paths figure)
+#   make test   set up .venv (once) and run the whole test suite with the lint/format gates
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RESULTS ?= results
+
+.PHONY: setup demo test lint clean-results
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; a second `make` reuses the environment.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
+
+demo: setup
+	$(BIN)/vil-ablate sweep table2 --protocol demo --results $(RESULTS)
+	$(BIN)/vil-ablate sweep table3 --protocol demo --results $(RESULTS)
+	$(BIN)/vil-ablate paths --results $(RESULTS)
+	@echo "Demo done. Reports: $(RESULTS)/index.md, $(RESULTS)/table2/report.md, $(RESULTS)/table3/report.md"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest

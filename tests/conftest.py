@@ -1,0 +1,24 @@
+"""Shared pytest set-up: deterministic CPU runs, and where ../shared lives (tests only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared beside the checkout; tests that need it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present (only developers and CI have ../shared)")
+    return SHARED

@@ -1,0 +1,37 @@
+"""Vision-LSTM (ViL) with every block-design choice a registered, swappable part."""
+
+from vil import mlstm
+from vil.flops import count_flops, count_params
+from vil.model import SIZES, ViLConfig, VisionLSTM, create_model
+from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
+from vil.registry import Registry, UnknownNameError
+from vil.traversals import (
+    ORDERS,
+    PAPER_TRAVERSALS,
+    TRAVERSALS,
+    Direction,
+    Traversal,
+    register_traversal,
+)
+
+__all__ = [
+    "ORDERS",
+    "PAPER_POOLINGS",
+    "PAPER_TRAVERSALS",
+    "POOLINGS",
+    "SIZES",
+    "TRAVERSALS",
+    "Direction",
+    "Pooling",
+    "Registry",
+    "Traversal",
+    "UnknownNameError",
+    "ViLConfig",
+    "VisionLSTM",
+    "count_flops",
+    "count_params",
+    "create_model",
+    "mlstm",
+    "register_pooling",
+    "register_traversal",
+]
