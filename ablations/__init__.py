@@ -1,0 +1,1 @@
+"""Ablation harness for Vision-LSTM: configs, data, training, sweeps and reports."""

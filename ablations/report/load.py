@@ -1,0 +1,153 @@
+"""Read one experiment folder (experiment.json, runs.csv, per-run metrics.csv) for reporting.
+
+The grid (variants x seeds of experiment.json) is completed with MISSING rows for grid points
+that runs.csv does not list, and variants found only in runs.csv are appended: a report never
+drops a run silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STATES = ("COMPLETE", "FAIL", "RUNNING", "WAITING", "MISSING")
+NUMERIC = (
+    "seed",
+    "params",
+    "flops",
+    "top1",
+    "top5",
+    "train_time_s",
+    "img_per_s",
+    "peak_mem_mb",
+    "epochs_done",
+)
+TEXT = ("experiment", "protocol", "variant", "traversal", "pooling", "state", "fail_reason")
+COLUMNS = TEXT + NUMERIC + ("run_dir",)
+
+
+@dataclass
+class Experiment:
+    """One sweep: its metadata and one row per grid point (state, metrics, cost)."""
+
+    exp_dir: Path
+    meta: dict[str, Any]
+    runs: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("experiment", self.exp_dir.name))
+
+    @property
+    def axis(self) -> str:
+        return str(self.meta.get("axis", "traversal"))
+
+    @property
+    def reference(self) -> str | None:
+        return self.meta.get("reference")
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.meta.get("seeds", [])]
+
+    @property
+    def variants(self) -> list[str]:
+        """Variants of experiment.json in order, then any extra ones found in runs.csv."""
+        listed = [str(v) for v in self.meta.get("variants", [])]
+        extra = [v for v in dict.fromkeys(self.runs["variant"]) if v not in listed]
+        return listed + extra
+
+    def config(self, *keys: str, default: Any = None) -> Any:
+        """A value of the nested protocol_config, e.g. ``config("model", "dim")``."""
+        node: Any = self.meta.get("protocol_config", {})
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+    def rows(self, variant: str) -> pd.DataFrame:
+        return self.runs[self.runs["variant"] == variant]
+
+    def complete(self, variant: str, metric: str = "top1") -> pd.DataFrame:
+        """Complete runs of ``variant`` that report a finite ``metric``."""
+        r = self.rows(variant)
+        return r[(r["state"] == "COMPLETE") & np.isfinite(r[metric])]
+
+
+def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Give runs.csv every column with one dtype, whatever the harness wrote."""
+    runs = runs.copy()
+    for col in COLUMNS:
+        if col not in runs.columns:
+            runs[col] = np.nan if col in NUMERIC else ""
+    for col in NUMERIC:
+        runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
+    for col in (*TEXT, "run_dir"):
+        runs[col] = runs[col].astype(object).fillna("").astype(str)
+    runs["state"] = runs["state"].str.strip().str.upper().replace("", "MISSING")
+    return runs
+
+
+def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """Add a MISSING row for every (variant, seed) of the grid that runs.csv lacks."""
+    have = set(zip(runs["variant"], runs["seed"], strict=True))
+    extra = []
+    for variant in meta.get("variants", []):
+        for seed in meta.get("seeds", []):
+            if (str(variant), float(seed)) not in have:
+                extra.append({"variant": str(variant), "seed": float(seed), "state": "MISSING"})
+    if not extra:
+        return runs
+    return _normalise(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True))
+
+
+def load_experiment(exp_dir: Path) -> Experiment:
+    """Read ``exp_dir``; a missing runs.csv means every grid point is MISSING."""
+    exp_dir = Path(exp_dir)
+    meta = json.loads((exp_dir / "experiment.json").read_text())
+    csv = exp_dir / "runs.csv"
+    runs = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame()
+    runs = _complete_grid(_normalise(runs), meta)
+    return Experiment(exp_dir, meta, runs.reset_index(drop=True))
+
+
+def status_counts(exp: Experiment) -> pd.DataFrame:
+    """Per variant: how many grid points are in each state (plus a total)."""
+    rows = []
+    for variant in exp.variants:
+        states = exp.rows(variant)["state"]
+        counts = {s.lower(): int((states == s).sum()) for s in STATES}
+        counts["other"] = int((~states.isin(STATES)).sum())
+        rows.append({"variant": variant, **counts, "total": int(len(states))})
+    return pd.DataFrame(rows)
+
+
+def failures(exp: Experiment) -> pd.DataFrame:
+    """Failed runs and any run that states a failure reason, with that reason."""
+    r = exp.runs
+    bad = r[(r["state"] == "FAIL") | (r["fail_reason"].str.strip() != "")]
+    out = bad[["variant", "seed", "state", "fail_reason", "epochs_done"]].copy()
+    out["fail_reason"] = out["fail_reason"].replace("", "(no reason recorded)")
+    return out.reset_index(drop=True)
+
+
+def learning_curves(exp: Experiment) -> dict[tuple[str, int, str], pd.DataFrame]:
+    """metrics.csv of every run that has one, keyed by (variant, seed, state)."""
+    out = {}
+    for row in exp.runs.itertuples():
+        if not row.run_dir:
+            continue
+        path = exp.exp_dir / row.run_dir / "metrics.csv"
+        if path.exists() and path.stat().st_size:
+            df = pd.read_csv(path)
+            for col in df.columns:
+                df[col] = pd.to_numeric(df[col], errors="coerce")
+            seed = int(row.seed) if np.isfinite(row.seed) else -1
+            out[(row.variant, seed, row.state)] = df
+    return out

@@ -1,0 +1,177 @@
+"""The report's tables: numbers as DataFrames (the CSVs), then formatted as ``Table``.
+
+Main table (mirror of the paper's Table 2 or 3): one row per variant in sweep order; accuracy
+is the mean ± sample std over the complete seeds, cost columns come from the runs. Bold marks
+the best top-1, top-5, img/s (highest) and train time (lowest); ties are all bold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ablations.report.load import Experiment, status_counts
+from ablations.report.render import MISSING, Cell, Table, fmt, fmt_duration, fmt_pm
+from ablations.report.stats import summarise, welch_ci
+from vil.poolings import POOLINGS
+from vil.traversals import TRAVERSALS
+
+REF_MARK = "†"
+FOOT_REF = f"{REF_MARK} reference variant: differences are measured against it."
+FOOT_MISSING = f"{MISSING} no complete run with this value (see Run status below)."
+FOOT_N = "n: complete seeds / seeds in the grid; mean ± sample std (ddof=1) over them."
+
+
+def _first_finite(rows: pd.DataFrame, col: str) -> float:
+    """A per-variant constant (params, FLOPs) from any run that recorded it."""
+    vals = rows[col][np.isfinite(rows[col])]
+    return float(vals.median()) if len(vals) else math.nan
+
+
+def _traversal_columns(variant: str) -> dict:
+    if variant not in TRAVERSALS:
+        return {"directions_per_block": math.nan, "param_sharing": ""}
+    tr = TRAVERSALS[variant]
+    sharing = "n/a" if tr.directions_per_block == 1 else tr.share
+    return {"directions_per_block": tr.directions_per_block, "param_sharing": sharing}
+
+
+def _head_input(exp: Experiment, variant: str) -> float:
+    dim = exp.config("model", "dim")
+    if variant not in POOLINGS or dim is None:
+        return math.nan
+    return float(POOLINGS[variant].out_dim(int(dim)))
+
+
+def main_frame(exp: Experiment) -> pd.DataFrame:
+    """One row per variant with the raw aggregates (written as the main table's CSV)."""
+    out = []
+    for variant in exp.variants:
+        rows, done = exp.rows(variant), exp.complete(variant)
+        t1, t5 = summarise(done["top1"]), summarise(exp.complete(variant, "top5")["top5"])
+        rec = {"variant": variant, "reference": variant == exp.reference}
+        if exp.axis == "pooling":
+            rec["head_input"] = _head_input(exp, variant)
+        else:
+            rec.update(_traversal_columns(variant))
+        rec |= {
+            "params_m": _first_finite(rows, "params") / 1e6,
+            "gflops": _first_finite(rows, "flops") / 1e9,
+            "top1_mean": t1.mean,
+            "top1_std": t1.std,
+            "top5_mean": t5.mean,
+            "top5_std": t5.std,
+            "n_complete": t1.n,
+            "n_grid": len(exp.seeds) or len(rows),
+            "train_time_s": summarise(done["train_time_s"]).mean,
+            "img_per_s": summarise(done["img_per_s"]).mean,
+            "peak_mem_mb": summarise(done["peak_mem_mb"]).mean,
+        }
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _best(values: pd.Series, higher: bool) -> pd.Series:
+    """Mask of the best finite value(s) of a column."""
+    finite = values[np.isfinite(values)]
+    if finite.empty:
+        return pd.Series(False, index=values.index)
+    target = finite.max() if higher else finite.min()
+    return pd.Series(np.isclose(values, target) & np.isfinite(values), index=values.index)
+
+
+def _name_cell(row: pd.Series) -> Cell:
+    return Cell(row["variant"] + (REF_MARK if row["reference"] else ""))
+
+
+def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
+    """Format ``main_frame`` as the paper-style table for the experiment's axis."""
+    best = {
+        "top1": _best(frame["top1_mean"], True),
+        "top5": _best(frame["top5_mean"], True),
+        "ips": _best(frame["img_per_s"], True),
+        "time": _best(frame["train_time_s"], False),
+    }
+    rows = []
+    for i, r in frame.iterrows():
+        acc = [
+            Cell(fmt_pm(r["top1_mean"], r["top1_std"]), bool(best["top1"][i])),
+            Cell(f"{int(r['n_complete'])}/{int(r['n_grid'])}"),
+            Cell(fmt_pm(r["top5_mean"], r["top5_std"]), bool(best["top5"][i])),
+        ]
+        if exp.axis == "pooling":
+            rows.append([_name_cell(r), Cell(fmt(r["head_input"], 0)), *acc])
+            continue
+        dpb = r["directions_per_block"]
+        rows.append(
+            [
+                _name_cell(r),
+                Cell(fmt(dpb, 0)),
+                Cell(r["param_sharing"] or MISSING),
+                Cell(fmt(r["params_m"], 3)),
+                Cell(fmt(r["gflops"], 3)),
+                *acc,
+                Cell(fmt_duration(r["train_time_s"]), bool(best["time"][i])),
+                Cell(fmt(r["img_per_s"], 0), bool(best["ips"][i])),
+            ]
+        )
+    if exp.axis == "pooling":
+        headers, align = ["Pooling", "Head input", "Top-1 (%)", "n", "Top-5 (%)"], "lrrrr"
+        caption = f"{exp.name}: pooling variants (mirror of the paper's Table 3)"
+    else:
+        headers = ["Traversal", "Dir./block", "Param. sharing", "#Params (M)", "GFLOPs"]
+        headers += ["Top-1 (%)", "n", "Top-5 (%)", "Train time", "img/s"]
+        align = "lrlrrrrrrr"
+        caption = f"{exp.name}: traversal strategies (mirror of the paper's Table 2)"
+    notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best value of the column."]
+    return Table(headers, rows, align, caption, f"tab:{exp.name}", notes)
+
+
+def diff_frame(exp: Experiment) -> pd.DataFrame:
+    """Top-1 difference of every variant to the reference, with a 95% Welch CI."""
+    ref = exp.complete(exp.reference)["top1"] if exp.reference else pd.Series(dtype=float)
+    out = []
+    for variant in exp.variants:
+        if variant == exp.reference:
+            continue
+        ci = welch_ci(exp.complete(variant)["top1"], ref)
+        note = ci.note if ci.n_a and ci.n_b else "no complete run on one side"
+        rec = {"variant": variant, "reference": exp.reference, "diff_top1": ci.diff}
+        rec |= {"ci_low": ci.low, "ci_high": ci.high, "df": ci.df, "n": ci.n_a, "n_ref": ci.n_b}
+        out.append(rec | {"method": ci.method, "note": "" if ci.has_ci else note})
+    return pd.DataFrame(out, columns=_DIFF_COLS)
+
+
+_DIFF_COLS = ["variant", "reference", "diff_top1", "ci_low", "ci_high", "df", "n", "n_ref"]
+_DIFF_COLS += ["method", "note"]
+
+
+def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
+    rows = []
+    for _, r in frame.iterrows():
+        ci = f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if np.isfinite(r["ci_low"]) else MISSING
+        diff = f"{r['diff_top1']:+.2f}" if np.isfinite(r["diff_top1"]) else MISSING
+        rows.append([Cell(r["variant"]), Cell(diff), Cell(ci), Cell(fmt(r["df"], 1))])
+        rows[-1] += [Cell(f"{r['n']}/{r['n_ref']}"), Cell(r["note"])]
+    headers = [f"Variant − {exp.reference}", "Δ top-1 (pp)", "95% CI", "df", "n/n_ref", "Note"]
+    caption = f"{exp.name}: top-1 difference to the reference {exp.reference}"
+    notes = [
+        "Welch t-interval over independent seeds (see ablations/report/stats.py);",
+        "with one complete seed on a side the difference is shown without a CI, "
+        "since a sample variance needs two values.",
+    ]
+    return Table(headers, rows, "lrrrrl", caption, f"tab:{exp.name}-diff", notes)
+
+
+def status_table(exp: Experiment) -> tuple[pd.DataFrame, Table]:
+    """Counts of complete / failed / running / waiting / missing grid points per variant."""
+    frame = status_counts(exp)
+    cols = ["complete", "fail", "running", "waiting", "missing", "total"]
+    if frame["other"].any():
+        cols.insert(-1, "other")
+    rows = [[Cell(r["variant"])] + [Cell(str(r[c])) for c in cols] for _, r in frame.iterrows()]
+    headers = ["Variant"] + [c.capitalize() if c != "fail" else "Failed" for c in cols]
+    caption = f"{exp.name}: state of every grid point (variant x seed)"
+    return frame, Table(headers, rows, "l" + "r" * len(cols), caption, f"tab:{exp.name}-status")
