@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/vil-ablate sweep table2 --protocol demo --results $(RESULTS)
 	$(BIN)/vil-ablate sweep table3 --protocol demo --results $(RESULTS)
-	$(BIN)/vil-ablate paths --results $(RESULTS)
+	$(BIN)/vil-ablate paths --out $(RESULTS)/paths
 	@echo "Demo done. Reports: $(RESULTS)/index.md, $(RESULTS)/table2/report.md, $(RESULTS)/table3/report.md"
 
 lint: setup

@@ -9,7 +9,8 @@ from vil import create_model
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("traversal", ["quad", "alternating"])
+# every traversal compiled: benchmarks/bench_model.py --compile
+@pytest.mark.parametrize("traversal", ["quad"])
 def test_compiled_model_matches_eager(traversal):
     torch._dynamo.reset()
     model = create_model("nano", traversal, "middle_cls", img_size=16, patch_size=4, num_classes=5)

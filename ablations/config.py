@@ -1,0 +1,274 @@
+"""Typed run configuration: small dataclasses whose defaults ARE the paper's protocol.
+
+YAML protocols and ``--set a.b.c=value`` hold only overrides of these defaults. Every override
+is checked against the field's type and, where it names a registered part, the registry; a
+problem raises ``ConfigError`` with one line naming the source, the key path and the choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ablations.data import DataConfig
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; ``str()`` is one line: ``source: key.path: problem``."""
+
+
+@dataclass
+class ModelConfig:
+    """The ViL model: size by name, block design by registered part names."""
+
+    size: str = "tiny"  # vil.SIZES name: ViL-T = dim 192, depth 24
+    traversal: str = "alternating"  # vil.TRAVERSALS name (the paper's Table 2 axis)
+    pooling: str = "bilateral_avg"  # vil.POOLINGS name (Table 3 axis; ablation default)
+    patch_size: int = 16  # square non-overlapping patches
+    dim: int | None = None  # token width; None = from size
+    depth: int | None = None  # number of blocks; None = from size
+    conv: str = "causal1d"  # "causal1d" (v1, the ablations) or "grid2d" (v2)
+    drop_path: float = 0.0  # the ablations use no stochastic depth
+    cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping (plain PyTorch loop, see ablations/train/)."""
+
+    epochs: int = 400  # paper: 400 epochs on ImageNet-100
+    batch_size: int = 1024  # global batch (split over DDP ranks)
+    lr: float = 1e-3  # peak AdamW lr at batch 1024; scaled by batch_size / 1024
+    min_lr: float = 1e-6  # end of the cosine decay
+    warmup_epochs: float = 50.0  # linear warm-up (per step) before the cosine
+    weight_decay: float = (
+        0.05  # not applied to 1-D params (biases, norms, gate biases), pos-embed, cls
+    )
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    grad_clip: float | None = 1.0  # max global grad norm; None = no clipping
+    label_smoothing: float = 0.0  # paper: none (one-hot targets with Mixup/CutMix)
+    eval_every: int = 10  # evaluate every N epochs (and always after the last)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: str = "auto"  # torch.compile: auto (on for CUDA) | on | off
+    seed: int = 0  # seeds init, data order, augmentation and mixing
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N | mps
+    ckpt_every: int = 1  # write checkpoint.pt every N epochs (and on interrupt)
+    max_steps: int | None = None  # stop after this many optimiser steps (tests, quick checks)
+    inject_nan_at_step: int | None = None  # test hook: make the loss NaN at this step
+    time_limit_s: float | None = None  # stop training (not failing) after this many seconds
+
+
+@dataclass
+class RunConfig:
+    """One training run: model + data + training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _vil_choices(attr: str) -> Callable[[], list[str]]:
+    def names() -> list[str]:
+        import vil
+
+        reg = getattr(vil, attr)
+        return list(reg) if isinstance(reg, dict) else reg.names()
+
+    return names
+
+
+# Fields whose value must be one of a known set (registries are read lazily).
+CHOICES: dict[str, Callable[[], list[Any]]] = {
+    "model.size": _vil_choices("SIZES"),
+    "model.traversal": _vil_choices("TRAVERSALS"),
+    "model.pooling": _vil_choices("POOLINGS"),
+    "model.conv": lambda: ["causal1d", "grid2d"],
+    "model.cell": lambda: ["auto", "parallel", "chunkwise", "recurrent"],
+    "train.precision": lambda: ["auto", "bf16", "fp32"],
+    "train.compile": lambda: ["auto", "on", "off"],
+    "data.dataset": lambda: ["synthetic", "imagenet100", "imagefolder"],
+    "data.augment": lambda: ["paper", "light", "none"],
+}
+# YAML 1.1 reads on/off/yes/no as booleans; accept them for these string switches.
+_BOOL_WORDS = {"train.compile": {True: "on", False: "off"}}
+
+
+def _fail(source: str, path: str, msg: str) -> ConfigError:
+    return ConfigError(f"{source}: {path}: {msg}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        for arg in (a for a in typing.get_args(tp) if a is not type(None)):
+            try:
+                return _coerce(value, arg, source, path)
+            except ConfigError:
+                continue
+        raise _fail(source, path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise _fail(source, path, f"expected a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(v, a, source, f"{path}[{i}]")
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    if tp in ok and ok[tp](value):
+        return float(value) if tp is float else value
+    raise _fail(source, path, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_choice(value: Any, source: str, path: str, rel: str) -> Any:
+    """``rel`` is the key relative to RunConfig (CHOICES key); ``path`` is for the message."""
+    if rel in _BOOL_WORDS and isinstance(value, bool):
+        value = _BOOL_WORDS[rel][value]
+    if rel in CHOICES and value is not None:
+        valid = CHOICES[rel]()
+        if value not in valid:
+            what = rel.rsplit(".", 1)[-1]
+            choices = ", ".join(map(str, valid))
+            raise _fail(source, path, f"unknown {what} {value!r}; valid: {choices}")
+    return value
+
+
+def merge(obj: Any, overrides: Any, source: str, prefix: str = "", rel: str = "") -> Any:
+    """Copy of dataclass ``obj`` with validated nested ``overrides``.
+
+    ``prefix``: where the overrides sit in ``source`` (messages); ``rel``: the key path of
+    ``obj`` inside RunConfig (e.g. ``model.``), which selects the CHOICES to check.
+    """
+    if not isinstance(overrides, Mapping):
+        where = prefix.rstrip(".") or "<top>"
+        raise _fail(source, where, f"expected a mapping, got {overrides!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        path, rpath = f"{prefix}{key}", f"{rel}{key}"
+        if key not in names:
+            raise _fail(source, path, f"unknown key; valid: {', '.join(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = merge(current, value or {}, source, f"{path}.", f"{rpath}.")
+            continue
+        if rpath in _BOOL_WORDS and isinstance(value, bool):
+            value = _BOOL_WORDS[rpath][value]
+        value = _coerce(value, hints[key], source, path)
+        changes[key] = _check_choice(value, source, path, rpath)
+    return dataclasses.replace(obj, **changes)
+
+
+def apply(cfg: RunConfig, overrides: Any, source: str, prefix: str = "") -> RunConfig:
+    """Apply nested overrides ``{"train": {"epochs": 5}}`` to a RunConfig (validated).
+
+    ``prefix`` is where the overrides sit inside ``source`` (e.g. ``protocols.demo.``), so
+    messages name the full key path as the user wrote it.
+    """
+    return merge(cfg, overrides, source, prefix, rel="")
+
+
+def parse_set(items: list[str] | None, source: str = "--set") -> dict[str, Any]:
+    """``["train.epochs=5", "model.size=nano"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: {item!r}: expected KEY.PATH=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(
+                f"{source}: {key}: cannot parse {raw!r} ({e.__class__.__name__})"
+            ) from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {key}: conflicts with an earlier --set")
+        node[parts[-1]] = value
+    return out
+
+
+def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.epochs": 5}`` style keys -> nested dict (used by variants' ``set:``)."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = str(key).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def from_dict(d: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """Rebuild a RunConfig from ``to_dict`` output (validated like any override)."""
+    return apply(RunConfig(), d, source)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b.c": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunConfig:
+    """Cross-field checks that need the whole config (data settings, size/patch fit).
+
+    ``data=False`` skips the data checks (e.g. a dry run without the dataset on disk).
+    """
+    from ablations.data import DataConfigError
+
+    try:
+        if data:
+            cfg.data.validate()
+    except DataConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    if cfg.data.img_size % cfg.model.patch_size:
+        raise ConfigError(
+            f"{source}: model.patch_size: {cfg.model.patch_size} does not divide "
+            f"data.img_size {cfg.data.img_size}"
+        )
+    for key in ("epochs", "batch_size", "eval_every", "ckpt_every"):
+        if getattr(cfg.train, key) < 1:
+            raise ConfigError(f"{source}: train.{key}: must be >= 1")
+    return cfg

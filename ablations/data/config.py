@@ -1,0 +1,90 @@
+"""The data configuration (one dataclass) and its validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = ["synthetic", "imagenet100", "imagefolder"]
+AUGMENTS = ["paper", "light", "none"]
+CLASS_LISTS = ["vil", "cmc"]  # or a path to a file of wnids
+
+# The cache stores training images as squares of side floor(img_size / CACHE_CROP_PCT):
+# 146 px for 128, 256 for 224 (timm's crop_pct 0.875 convention, i.e. about 1.143x), which
+# leaves room for RandomResizedCrop / shifts to pick sub-regions without upsampling.
+CACHE_CROP_PCT = 0.875
+
+
+class DataConfigError(ValueError):
+    """A bad data setting or a bad dataset on disk; the message is one line."""
+
+
+@dataclass
+class DataConfig:
+    """Everything that decides which images a run sees and how they are augmented."""
+
+    dataset: str = "synthetic"  # "synthetic" | "imagenet100" | "imagefolder"
+    root: str | None = None  # dataset root with train/ and val/ (imagenet100, imagefolder)
+    class_list: str = "vil"  # imagenet100: "vil" (first 100 sorted), "cmc", or a wnid file
+    img_size: int = 128  # training/eval resolution (square)
+    num_classes: int = 100  # synthetic only: number of classes
+    train_samples: int = 20000  # synthetic only: training images (balanced over classes)
+    val_samples: int = 5000  # synthetic only: validation images (balanced over classes)
+    data_seed: int = 0  # synthetic only: generation seed (same seed -> same bytes)
+    augment: str = "paper"  # "paper" (ViL recipe), "light" (small shifts), "none"
+    mixup_alpha: float = 0.8  # Mixup Beta(alpha, alpha); 0 disables Mixup
+    cutmix_alpha: float = 1.0  # CutMix Beta(alpha, alpha); 0 disables CutMix
+    mixup_prob: float = 0.5  # per batch: chance of Mixup
+    cutmix_prob: float = 0.5  # per batch: chance of CutMix (rest of the mass: no mixing)
+    cache: bool = True  # image folders: decode+resize once into a uint8 memmap store
+    cache_dir: str | None = None  # default: <root>/.vil-cache if writable, else ~/.cache/...
+    num_workers: int = 0  # DataLoader workers (and cache-build processes)
+    strict: bool = False  # bad single images raise instead of being skipped and counted
+
+    @property
+    def stored_size(self) -> int:
+        """Side of the square training images in the cache (see CACHE_CROP_PCT)."""
+        return math.floor(self.img_size / CACHE_CROP_PCT + 1e-9)
+
+    def validate(self) -> DataConfig:
+        """Raise DataConfigError (one line, naming key, value and choices) on bad settings."""
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("augment", self.augment, AUGMENTS)
+        if self.dataset != "synthetic" and not self.root:
+            raise DataConfigError(
+                f"data.root is required for dataset {self.dataset!r} "
+                "(a folder with train/<class>/ and val/)"
+            )
+        if self.dataset == "imagenet100" and self.class_list not in CLASS_LISTS:
+            if not Path(self.class_list).expanduser().is_file():
+                raise DataConfigError(
+                    f"data.class_list={self.class_list!r} is neither one of "
+                    f"{CLASS_LISTS} nor an existing file of wnids"
+                )
+        _positive("img_size", self.img_size, minimum=8)
+        if self.dataset == "synthetic":
+            _positive("num_classes", self.num_classes, minimum=2)
+            _positive("train_samples", self.train_samples, minimum=1)
+            _positive("val_samples", self.val_samples, minimum=1)
+        for key in ("mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob"):
+            if getattr(self, key) < 0:
+                raise DataConfigError(f"data.{key}={getattr(self, key)!r} must be >= 0")
+        if self.mixup_prob + self.cutmix_prob > 1 + 1e-9:
+            raise DataConfigError(
+                f"data.mixup_prob + data.cutmix_prob = {self.mixup_prob + self.cutmix_prob:g} "
+                "must be <= 1 (one of them, or none, is applied per batch)"
+            )
+        if self.num_workers < 0:
+            raise DataConfigError(f"data.num_workers={self.num_workers!r} must be >= 0")
+        return self
+
+
+def _choice(key: str, value: object, valid: list[str]) -> None:
+    if value not in valid:
+        raise DataConfigError(f"unknown data.{key}={value!r}; valid: {', '.join(valid)}")
+
+
+def _positive(key: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise DataConfigError(f"data.{key}={value!r} must be an integer >= {minimum}")

@@ -1,0 +1,208 @@
+"""Load and validate experiments.yaml: named protocols and experiments (variant x seed grids).
+
+Everything is checked on load, before any training: unknown keys, wrong types and unknown
+registry names raise ``ConfigError`` with the file, the key path and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablations.config import ConfigError, ModelConfig, RunConfig, apply, dotted, merge
+
+PACKAGE_FILE = Path(__file__).with_name("experiments.yaml")
+AXES = ("traversal", "pooling")
+TOP_KEYS = ("default_protocol", "protocols", "experiments")
+PROTOCOL_KEYS = ("base", "description", "model", "data", "train")
+EXPERIMENT_KEYS = ("description", "axis", "reference", "seeds", "model", "variants")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an experiment: a name and its model overrides (plus optional ``set:``)."""
+
+    name: str
+    model: dict[str, Any]  # ModelConfig overrides, including the axis value
+    overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A grid of variants along one axis, times seeds."""
+
+    name: str
+    axis: str  # "traversal" | "pooling"
+    reference: str  # the variant the others are compared with
+    variants: tuple[Variant, ...]
+    seeds: tuple[int, ...]
+    model: dict[str, Any] = field(default_factory=dict)  # fixed model overrides
+    description: str = ""
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"experiment {self.name}: unknown variant {name!r}")
+
+    def config_for(
+        self, protocol: RunConfig, variant: str, seed: int, cli: Mapping[str, Any] | None = None
+    ) -> RunConfig:
+        """Resolved config of one grid point: protocol < fixed model < --set < variant < seed."""
+        v = self.variant(variant)
+        cfg = apply(protocol, {"model": self.model}, f"experiment {self.name}")
+        cfg = apply(cfg, cli or {}, "--set")
+        cfg = apply(cfg, {"model": v.model, **v.overrides}, f"{self.name}/{v.name}")
+        return apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
+
+
+@dataclass
+class Catalog:
+    """The validated content of one experiments.yaml."""
+
+    source: str  # the file, as named in messages
+    default_protocol: str
+    protocols: dict[str, RunConfig]
+    descriptions: dict[str, str]
+    experiments: dict[str, Experiment]
+
+    def protocol(self, name: str | None) -> RunConfig:
+        name = name or self.default_protocol
+        if name not in self.protocols:
+            valid = ", ".join(self.protocols)
+            raise ConfigError(f"{self.source}: unknown protocol {name!r}; valid: {valid}")
+        return copy.deepcopy(self.protocols[name])
+
+    def experiment(self, name: str) -> Experiment:
+        if name not in self.experiments:
+            valid = ", ".join(self.experiments)
+            raise ConfigError(f"{self.source}: unknown experiment {name!r}; valid: {valid}")
+        return self.experiments[name]
+
+
+def find_experiments_file(path: str | Path | None = None) -> Path:
+    """``path`` if given, else ./experiments.yaml if present, else the package's copy."""
+    if path is not None:
+        return Path(path)
+    local = Path("experiments.yaml")
+    return local if local.is_file() else PACKAGE_FILE
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Read and validate an experiments file (see module docstring)."""
+    file = find_experiments_file(path)
+    source = file.name if file.resolve() == PACKAGE_FILE.resolve() else str(file)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    _keys(raw, TOP_KEYS, source, "")
+    protos = _mapping(raw.get("protocols", {}), source, "protocols")
+    resolved = {name: _resolve(name, protos, source, ()) for name in protos}
+    descriptions = {n: str((p or {}).get("description", "")).strip() for n, p in protos.items()}
+    default = raw.get("default_protocol", "paper" if "paper" in resolved else None)
+    if default not in resolved:
+        valid = ", ".join(resolved)
+        raise ConfigError(f"{source}: default_protocol: unknown {default!r}; valid: {valid}")
+    exps = _mapping(raw.get("experiments", {}), source, "experiments")
+    experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
+    return Catalog(source, default, resolved, descriptions, experiments)
+
+
+def _mapping(value: Any, source: str, path: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {path}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def _keys(value: Any, valid: tuple[str, ...], source: str, prefix: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or '<top>'}: expected a mapping")
+    for key in value:
+        if key not in valid:
+            msg = f"unknown key; valid: {', '.join(valid)}"
+            raise ConfigError(f"{source}: {prefix}{key}: {msg}")
+
+
+def _resolve(name: str, protos: dict, source: str, seen: tuple[str, ...]) -> RunConfig:
+    """A protocol = its base (recursively; none = the defaults) + its own overrides."""
+    if name in seen:
+        raise ConfigError(f"{source}: protocols.{name}.base: cycle {' -> '.join(seen + (name,))}")
+    prefix = f"protocols.{name}."
+    spec = protos[name] or {}
+    _keys(spec, PROTOCOL_KEYS, source, prefix)
+    base_name = spec.get("base")
+    if base_name is None:
+        base = RunConfig()
+    elif base_name not in protos:
+        valid = ", ".join(protos)
+        raise ConfigError(f"{source}: {prefix}base: unknown protocol {base_name!r}; valid: {valid}")
+    else:
+        base = _resolve(base_name, protos, source, seen + (name,))
+    sections = {k: v for k, v in spec.items() if k in ("model", "data", "train")}
+    return apply(base, sections, source, prefix)
+
+
+def _experiment(name: str, spec: Any, source: str) -> Experiment:
+    prefix = f"experiments.{name}."
+    _keys(spec, EXPERIMENT_KEYS, source, prefix)
+    axis = spec.get("axis")
+    if axis not in AXES:
+        raise ConfigError(
+            f"{source}: {prefix}axis: unknown axis {axis!r}; valid: {', '.join(AXES)}"
+        )
+    fixed = _mapping(spec.get("model", {}) or {}, source, f"{prefix}model")
+    merge(ModelConfig(), fixed, source, f"{prefix}model.", "model.")
+    raw_variants = spec.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        raise ConfigError(f"{source}: {prefix}variants: expected a non-empty list")
+    variants = tuple(
+        _variant(item, axis, source, f"{prefix}variants[{i}]")
+        for i, item in enumerate(raw_variants)
+    )
+    names = [v.name for v in variants]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: {prefix}variants: duplicate names {dupes}")
+    reference = spec.get("reference", names[0])
+    if reference not in names:
+        msg = f"reference {reference!r} is not a variant; valid: {', '.join(names)}"
+        raise ConfigError(f"{source}: {prefix}reference: {msg}")
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise ConfigError(f"{source}: {prefix}seeds: expected a list of integers, got {seeds!r}")
+    description = str(spec.get("description", "")).strip()
+    return Experiment(name, axis, reference, variants, tuple(seeds), fixed, description)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _variant(item: Any, axis: str, source: str, path: str) -> Variant:
+    """``"bi"`` or ``{name: uni, pooling: last, set: {train.epochs: 3}}``."""
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        raise ConfigError(f"{source}: {path}: expected a name or a mapping with 'name'")
+    model = {k: v for k, v in item.items() if k not in ("name", "set")}
+    model.setdefault(axis, item["name"])
+    merge(ModelConfig(), model, source, f"{path}.", "model.")
+    sets = _mapping(item.get("set", {}) or {}, source, f"{path}.set")
+    overrides = dotted(sets)
+    apply(RunConfig(), overrides, source, f"{path}.set.")
+    return Variant(item["name"], model, overrides)

@@ -1,0 +1,80 @@
+"""``sweep --dry-run``: the expanded trial list with parameters, FLOPs and a cost estimate.
+
+Cost convention: training FLOPs ~ 3 x forward FLOPs (forward + backward) x images x epochs;
+evaluation is not counted. FLOPs per image come from ``vil.count_flops`` (2 per multiply-add).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ablations.config import RunConfig
+
+IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on the class list
+
+
+def train_images(cfg: RunConfig) -> tuple[int | None, str]:
+    """Training images per epoch (and how the number was obtained)."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        return d.train_samples, "exact"
+    if d.dataset == "imagenet100":
+        return IMAGENET100_TRAIN, "estimate (about 1,300 per class)"
+    if d.root and (Path(d.root) / "train").is_dir():
+        n = sum(1 for p in (Path(d.root) / "train").rglob("*") if p.is_file())
+        return n, "files under root/train"
+    return None, "unknown (no data.root)"
+
+
+def model_cost(cfg: RunConfig) -> tuple[int, float]:
+    """(parameters, forward FLOPs of one image) of the run's model (built on the CPU)."""
+    import vil
+    from ablations.train.steps import build_model
+
+    num_classes = cfg.data.num_classes if cfg.data.dataset == "synthetic" else 100
+    model = build_model(cfg, num_classes)
+    return vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
+
+
+def plan(sweep: Any) -> list[dict[str, Any]]:
+    """One row per trial: names, parameters, FLOPs, images, epochs, estimated training FLOPs."""
+    rows, cache = [], {}
+    for p in sweep.grid:
+        cfg = sweep.config_for(p)
+        key = (p.variant, repr(cfg.model), cfg.data.img_size)
+        if key not in cache:
+            cache[key] = model_cost(cfg)
+        params, flops = cache[key]
+        images, how = train_images(cfg)
+        steps = (images // cfg.train.batch_size) * cfg.train.epochs if images else None
+        if cfg.train.max_steps is not None and steps is not None:
+            steps = min(steps, cfg.train.max_steps)
+        cost = flops * 3 * cfg.train.batch_size * steps if steps is not None else None
+        rows.append({
+            "trial": p.name, "variant": p.variant, "seed": p.seed,
+            "traversal": cfg.model.traversal, "pooling": cfg.model.pooling,
+            "size": cfg.model.size, "img_size": cfg.data.img_size, "params": params,
+            "flops": flops, "train_images": images, "images_how": how,
+            "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
+            "train_flops": cost, "run_dir": p.run_dir,
+        })  # fmt: skip
+    return rows
+
+
+def format_plan(rows: list[dict[str, Any]], header: str) -> str:
+    """A plain-text table plus the total."""
+    lines = [header, f"{'trial':<28}{'params':>12}{'GFLOPs/img':>12}{'images':>10}{'epochs':>8}"
+             f"{'train PFLOPs':>14}"]  # fmt: skip
+    for r in rows:
+        cost = f"{r['train_flops'] / 1e15:.4g}" if r["train_flops"] is not None else "?"
+        images = r["train_images"] if r["train_images"] is not None else "?"
+        lines.append(f"{r['trial']:<28}{r['params']:>12,}{r['flops'] / 1e9:>12.4f}{images:>10}"
+                     f"{r['epochs']:>8}{cost:>14}")  # fmt: skip
+    known = [r["train_flops"] for r in rows if r["train_flops"] is not None]
+    total = sum(known) / 1e15
+    lines.append(f"{len(rows)} trials; estimated training cost {total:.4g} PFLOPs "
+                 "(3 x forward FLOPs x images x epochs; eval not counted)")  # fmt: skip
+    if rows and rows[0]["images_how"] != "exact":
+        lines.append(f"images per epoch: {rows[0]['images_how']}")
+    return "\n".join(lines)

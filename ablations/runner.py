@@ -1,0 +1,145 @@
+"""The ``sweep`` command around ablations.sweep: signals, DDP set-up, local worker processes,
+runs.csv and the report at the end.
+
+Ctrl-C / SIGTERM: the first one stops every worker at its next step boundary (checkpoint,
+trial marked FAIL "interrupted", re-enqueued by the next ``sweep``, which resumes it); a
+second one aborts at once. Spawned workers run in their own session so that a terminal's
+Ctrl-C reaches them once, forwarded by the parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ablations import sweep as sw
+from ablations.progress import make_progress
+
+log = logging.getLogger("vil-ablate.sweep")
+
+
+def install_stop(children: list[subprocess.Popen]) -> threading.Event:
+    """SIGINT/SIGTERM -> stop at the next step boundary (forwarded to spawned workers)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping at the next step boundary (again to abort)", file=sys.stderr, flush=True)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(hours=2))  # idle ranks wait on rank 0
+    return True
+
+
+def _threads(processes: int) -> int:
+    """CPU threads per process so that local processes do not oversubscribe the cores."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return int(os.environ["OMP_NUM_THREADS"])
+    return max(1, (os.cpu_count() or 1) // max(processes, 1))
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    """This command's arguments for a spawned worker: one worker, no --rerun, no report."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--workers",):
+            skip = True
+            continue
+        if a.startswith("--workers=") or a in ("--rerun", "--retry-failed"):
+            continue
+        out.append(a)
+    return [sys.executable, "-m", "ablations.cli", *out, "--workers", "1", "--child", "--plain"]
+
+
+def spawn(s: sw.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess.Popen]:
+    """Start ``n`` extra worker processes, logging to <exp>/logs/worker-<i>.log."""
+    logs = s.exp_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    procs = []
+    for i in range(1, n + 1):
+        with open(logs / f"worker-{i}.log", "a") as out:
+            procs.append(subprocess.Popen(child_argv(argv), stdout=out, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True))  # fmt: skip
+    return procs
+
+
+def run(s: sw.Sweep, args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run the sweep command; returns the exit code (130 when interrupted)."""
+    distributed = init_distributed()
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    torch.set_num_threads(_threads(max(args.workers, 1) * local))
+    children: list[subprocess.Popen] = []
+    stop = install_stop(children)
+    if rank == 0 and not args.child:
+        sw.prepare(s)
+        study, lock = sw.open_study(s)
+        sw.enqueue(s, study, lock, initial=True)
+        lock.close()
+    if distributed:
+        dist.barrier()
+    if rank == 0 and not args.child and args.workers > 1 and not distributed:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        children.extend(spawn(s, args.workers - 1, argv, _threads(args.workers)))
+    progress = make_progress(len(s.grid), plain=True if args.plain else None) if rank == 0 else None
+    try:
+        outcome = sw.run_worker(s, stop, progress, initial=args.child)
+    finally:
+        if progress is not None:
+            progress.close()
+    for child in children:
+        child.wait()
+    if distributed:
+        dist.destroy_process_group()
+    if rank == 0 and not args.child:
+        _finish(s, args)
+    return 130 if outcome == "interrupted" or stop.is_set() else 0
+
+
+def _finish(s: sw.Sweep, args: argparse.Namespace) -> None:
+    """runs.csv, the report (its failure never loses results), and where everything went."""
+    study = sw.load_study(s)
+    runs = sw.write_runs(s, study)
+    counts = sw.grid_counts(s, study) if study is not None else {}
+    print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(f"results: {s.exp_dir}")
+    print(f"runs: {runs}")
+    if args.no_report:
+        return
+    try:
+        from ablations.report import build_report, write_index
+
+        print(f"report: {build_report(s.exp_dir)}")
+        print(f"index: {write_index(Path(s.opts.results))}")
+    except Exception as e:  # the results are on disk already; say what failed
+        log.error("report failed (results are safe in %s): %s: %s", s.exp_dir, type(e).__name__, e)

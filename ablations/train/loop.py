@@ -1,0 +1,337 @@
+"""``train(config, run_dir) -> result``: one run of the paper's protocol, resumable.
+
+Plain PyTorch: AdamW (lr x batch/1024, no decay on biases/norms/skip/pos-embed/CLS),
+per-step linear warm-up then cosine, grad-norm clipping, Mixup/CutMix soft targets, bf16
+autocast and torch.compile on CUDA, DDP when torch.distributed is initialised. Global RNGs
+are re-seeded from (seed, epoch, step) before every step, so a run stopped at any step
+boundary and resumed from its checkpoint continues exactly as if never stopped (on CPU).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ablations.config import RunConfig, to_dict
+from ablations.train import checkpoint as ckpt
+from ablations.train.optim import make_optimizer, make_scheduler
+from ablations.train.records import (
+    close_logger,
+    naming_path,
+    trial_logger,
+    write_json,
+    write_metrics,
+    write_yaml,
+)
+from ablations.train.runtime import (
+    Runtime,
+    device_name,
+    git_revision,
+    peak_memory_mb,
+    resolve_runtime,
+    seed_all,
+    step_seed,
+    versions,
+)  # fmt: skip
+from ablations.train.steps import (
+    Loaders,
+    TrialFailed,
+    build_model,
+    evaluate,
+    make_loaders,
+    train_step,
+)
+
+
+class Interrupted(RuntimeError):
+    """Stopped on request at a step boundary; the checkpoint holds the exact position."""
+
+
+@dataclass
+class Parts:
+    """Everything built once per run."""
+
+    rt: Runtime
+    model: nn.Module  # the plain model (state dicts, evaluation)
+    step_model: nn.Module  # what training calls: DDP- and/or compile-wrapped model
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loaders: Loaders
+    mixer: Callable
+    steps_per_epoch: int
+    bundle: Any
+    params: int
+    flops: float
+
+
+def _null(*_: Any, **__: Any) -> None:
+    return None
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    progress: Any = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one config in ``run_dir``; return the result dict (result.json).
+
+    ``progress``: an object with ``start/step/epoch/log`` (ablations.progress) or None.
+    ``should_stop``: polled at every step boundary; True -> checkpoint, raise Interrupted.
+    ``resume``: continue from ``run_dir/checkpoint.pt`` when present.
+    ``meta``: extra fields for result.json (variant, experiment, trial number...).
+    Raises Interrupted, TrialFailed (reason in the message) or the original exception; in
+    every case result.json records the state and the reason first.
+    """
+    run_dir = Path(run_dir)
+    rt = resolve_runtime(config.train)
+    if rt.is_main:
+        with naming_path(run_dir, "create"):
+            run_dir.mkdir(parents=True, exist_ok=True)
+    log = trial_logger(run_dir, run_dir.name, enabled=rt.is_main)
+    result = _base_result(config, rt, meta)
+    try:
+        parts = _build(config, rt)
+        result.update(params=parts.params, flops=parts.flops, **_data_info(parts.bundle))
+        result.update(_fit(config, run_dir, parts, progress, should_stop, resume, log, result))
+        result["state"] = "COMPLETE"
+    except BaseException as e:
+        interrupted = isinstance(e, Interrupted | KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"{type(e).__name__}: {e}"
+        result.update(state="FAIL", fail_reason=reason)
+        log.error("run failed: %s", reason, exc_info=not isinstance(e, Interrupted | TrialFailed))
+        raise
+    finally:
+        result["finished_at"] = _now()
+        result["peak_mem_mb"] = peak_memory_mb(rt.device)
+        if rt.is_main:
+            write_json(run_dir / "result.json", result)
+        close_logger(log)
+    return result
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _base_result(config: RunConfig, rt: Runtime, meta: dict | None) -> dict[str, Any]:
+    m = config.model
+    return {
+        **(meta or {}),
+        "traversal": m.traversal, "pooling": m.pooling, "seed": config.train.seed,
+        "state": "RUNNING", "fail_reason": None, "params": None, "flops": None,
+        "top1": None, "top5": None, "val_loss": None, "train_time_s": None,
+        "img_per_s": None, "peak_mem_mb": None, "epochs_done": 0, "steps_done": 0,
+        "device": device_name(rt.device), "world_size": rt.world, "precision": rt.precision,
+        "compile": rt.compile, "versions": versions(), "git_rev": git_revision(),
+        "started_at": _now(),
+    }  # fmt: skip
+
+
+def _data_info(bundle: Any) -> dict[str, Any]:
+    info = dict(getattr(bundle, "info", {}) or {})
+    return {
+        "dataset": info.get("dataset"),
+        "class_list": info.get("class_list"),
+        "num_classes": bundle.num_classes,
+        "class_to_idx": info.get("class_to_idx"),
+        "skipped_images": info.get("skipped", info.get("skipped_images")),
+        "data_info": {k: v for k, v in info.items() if k != "class_to_idx"},
+    }
+
+
+def _build(config: RunConfig, rt: Runtime) -> Parts:
+    """Data, model (counted before wrapping), optimizer, schedule, loaders."""
+    from ablations.data import build_datasets, make_batch_mixer
+
+    seed_all(config.train.seed)  # model init depends on the run seed only
+    bundle = build_datasets(config.data)
+    model = build_model(config, bundle.num_classes)
+    import vil
+
+    params, flops = vil.count_params(model), vil.count_flops(model, config.data.img_size)
+    model.to(rt.device)
+    step_model: nn.Module = model
+    if rt.distributed:
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if rt.compile:
+        step_model = torch.compile(step_model)
+    optimizer = make_optimizer(model, config.train)
+    loaders = make_loaders(bundle.train, bundle.val, config, rt)
+    steps = len(loaders.train)
+    scheduler = make_scheduler(optimizer, config.train, steps)
+    mixer = make_batch_mixer(config.data, bundle.num_classes)
+    return Parts(
+        rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops
+    )
+
+
+def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Position:
+    state = ckpt.load(run_dir / "checkpoint.pt")
+    if state is None:
+        return ckpt.Position()
+    changed = ckpt.config_changes(state.get("config", {}), to_dict(config))
+    if changed:
+        raise TrialFailed(
+            f"{run_dir / 'checkpoint.pt'} was written with a different config "
+            f"({', '.join(changed[:5])}); delete it or rerun the point"
+        )
+    pos = ckpt.restore(state, parts.model, parts.optimizer, parts.scheduler)
+    log.info("resumed from checkpoint: epoch %d, step %d", pos.epoch, pos.step_in_epoch)
+    return pos
+
+
+def _fit(config, run_dir, parts, progress, should_stop, resume, log, result) -> dict[str, Any]:
+    tc, rt = config.train, parts.rt
+    pos = _resume(config, run_dir, parts, log) if resume else ckpt.Position()
+    result["resumed_from"] = {
+        "epoch": pos.epoch,
+        "step": pos.step_in_epoch,
+        "global": pos.global_step,
+    }
+    if rt.is_main:
+        write_yaml(run_dir / "config.yaml", to_dict(config))
+        write_metrics(run_dir / "metrics.csv", pos.history)
+    on = progress or _NullProgress()
+    on.start(run_dir.name, tc.epochs, parts.steps_per_epoch, pos)
+    log.info(
+        "params %d, flops/img %.4g, %d steps/epoch, device %s, %s, compile=%s",
+        parts.params, parts.flops, parts.steps_per_epoch, rt.device, rt.precision, rt.compile,
+    )  # fmt: skip
+    ctx = _Context(
+        config, run_dir, parts, on, should_stop, log, time.perf_counter() - pos.wall_time_s
+    )
+    while pos.epoch < tc.epochs:
+        finished = _run_epoch(ctx, pos)
+        last = pos.epoch + 1 == tc.epochs or not finished
+        row = _close_epoch(ctx, pos, evaluate_now=last or (pos.epoch + 1) % tc.eval_every == 0)
+        pos.epoch, pos.step_in_epoch, pos.acc = pos.epoch + 1, 0, {}
+        pos.history.append(row)
+        on.epoch(row)
+        log.info("epoch %s", row)
+        _save(ctx, pos, force=last or pos.epoch % tc.ckpt_every == 0)
+        if not finished:
+            break
+    final = _final_metrics(ctx, pos)
+    return {
+        **final,
+        "train_time_s": pos.wall_time_s,
+        "img_per_s": pos.images / max(pos.train_time_s, 1e-9),
+        "train_step_time_s": pos.train_time_s,
+        "epochs_done": pos.epoch,
+        "steps_done": pos.global_step,
+    }
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    run_dir: Path
+    parts: Parts
+    progress: Any
+    should_stop: Callable[[], bool] | None
+    log: Any
+    t0: float  # perf_counter origin such that now - t0 = total wall time incl. earlier runs
+
+
+def _stop_requested(ctx: _Context) -> bool:
+    flag = bool(ctx.should_stop and ctx.should_stop())
+    if ctx.parts.rt.distributed:  # every rank must stop at the same step
+        t = torch.tensor([float(flag)], device=ctx.parts.rt.device)
+        dist.all_reduce(t)
+        flag = bool(t.item())
+    return flag
+
+
+def _out_of_budget(ctx: _Context, pos: ckpt.Position) -> bool:
+    tc = ctx.config.train
+    if tc.max_steps is not None and pos.global_step >= tc.max_steps:
+        return True
+    return tc.time_limit_s is not None and time.perf_counter() - ctx.t0 >= tc.time_limit_s
+
+
+def _run_epoch(ctx: _Context, pos: ckpt.Position) -> bool:
+    """Steps of epoch ``pos.epoch`` from ``pos.step_in_epoch``; False if stopped early."""
+    parts, tc = ctx.parts, ctx.config.train
+    parts.loaders.set_epoch(tc.seed, pos.epoch)
+    batches = iter(parts.loaders.train)
+    acc = pos.acc or {"loss_sum": 0.0, "steps": 0, "time": 0.0, "images": 0}
+    pos.acc = acc
+    for i in range(parts.steps_per_epoch):
+        torch.manual_seed(step_seed(tc.seed, pos.epoch, i))
+        if i < pos.step_in_epoch:
+            next(batches)  # replay the data draws of the steps done before the resume
+            continue
+        if _stop_requested(ctx):
+            _save(ctx, pos, force=True)
+            raise Interrupted(f"interrupted at epoch {pos.epoch}, step {i}")
+        if _out_of_budget(ctx, pos):
+            return False
+        t = time.perf_counter()
+        images, labels = next(batches)
+        loss = train_step(parts, images, labels, ctx.config, pos.global_step)
+        dt = time.perf_counter() - t
+        n = images.size(0) * parts.rt.world
+        pos.global_step, pos.step_in_epoch, pos.images = pos.global_step + 1, i + 1, pos.images + n
+        pos.train_time_s += dt
+        acc.update(loss_sum=acc["loss_sum"] + loss, steps=acc["steps"] + 1)
+        acc.update(time=acc["time"] + dt, images=acc["images"] + n)
+        lr = parts.optimizer.param_groups[0]["lr"]
+        ctx.progress.step(pos.epoch, i + 1, loss, lr, n / max(dt, 1e-9))
+    return True
+
+
+def _close_epoch(ctx: _Context, pos: ckpt.Position, evaluate_now: bool) -> dict[str, Any]:
+    acc = pos.acc or {"loss_sum": 0.0, "steps": 0, "time": 0.0, "images": 0}
+    row: dict[str, Any] = {
+        "epoch": pos.epoch + 1, "step": pos.global_step,
+        "lr": ctx.parts.optimizer.param_groups[0]["lr"],
+        "train_loss": acc["loss_sum"] / max(acc["steps"], 1),
+        "val_loss": None, "val_top1": None, "val_top5": None,
+        "epoch_time_s": acc["time"], "img_per_s": acc["images"] / max(acc["time"], 1e-9),
+    }  # fmt: skip
+    if evaluate_now:
+        row.update(evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt))
+    pos.wall_time_s = time.perf_counter() - ctx.t0
+    return row
+
+
+def _save(ctx: _Context, pos: ckpt.Position, force: bool) -> None:
+    pos.wall_time_s = time.perf_counter() - ctx.t0
+    if force and ctx.parts.rt.is_main:
+        p = ctx.parts
+        ckpt.save(
+            ctx.run_dir / "checkpoint.pt",
+            p.model,
+            p.optimizer,
+            p.scheduler,
+            pos,
+            to_dict(ctx.config),
+        )
+        write_metrics(ctx.run_dir / "metrics.csv", pos.history)
+    if ctx.parts.rt.distributed:
+        dist.barrier()
+
+
+def _final_metrics(ctx: _Context, pos: ckpt.Position) -> dict[str, Any]:
+    """The last evaluation (run again if the checkpoint was already past the end)."""
+    last = pos.history[-1] if pos.history else {}
+    if last.get("val_top1") is None:
+        last = {**last, **evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt)}
+    return {"top1": last["val_top1"], "top5": last["val_top5"], "val_loss": last["val_loss"]}
+
+
+class _NullProgress:
+    start = step = epoch = log = staticmethod(_null)

@@ -1,0 +1,140 @@
+"""Where and how a run executes: device, precision, compile, DDP rank, seeds, versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ablations.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Resolved execution settings of one run (``auto`` values decided here)."""
+
+    device: torch.device
+    precision: str  # "bf16" | "fp32"
+    compile: bool
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: this rank's CUDA device if there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def resolve_runtime(cfg: TrainConfig) -> Runtime:
+    """Decide device, precision and compile; read rank/world from torch.distributed."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    compile_on = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    return Runtime(device, precision, compile_on, rank, world)
+
+
+def step_seed(seed: int, epoch: int, step: int) -> int:
+    """A seed for (run seed, epoch, step): each step's randomness independent of history.
+
+    Re-seeding the global RNGs before every step makes a run resumed mid-epoch draw exactly
+    what the uninterrupted run drew (augmentation, mixing, drop path), with no RNG replay.
+    """
+    return int(np.random.SeedSequence([seed, epoch, step]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """All RNG states (stored in checkpoints)."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated tensor memory; CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of everything that can change a number."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "optuna", "numpy", "vil-ablate"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = str(torch.backends.cudnn.version()) if torch.cuda.is_available() else None
+    out["platform"] = platform.platform()
+    return out
+
+
+def git_revision() -> str | None:
+    """``git describe --always --dirty`` of the source tree, or None outside a checkout."""
+    here = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable device description for results."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

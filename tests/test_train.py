@@ -1,0 +1,111 @@
+"""train(): optimiser groups, schedule, exact resume mid-epoch, NaN, budgets, path errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from ablations.config import apply
+from ablations.experiments import load_catalog
+from ablations.train import Interrupted, PathError, TrialFailed, train
+from ablations.train.optim import WarmupCosine, decays, make_optimizer
+from ablations.train.steps import build_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores; also makes the CPU numbers reproducible
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(**train):
+    cat = load_catalog()
+    cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), "alternating", 0)
+    over = {"data": {"train_samples": 64, "val_samples": 32, "img_size": 16}}
+    return apply(cfg, {**over, "train": {"batch_size": 16, "epochs": 2, **train}}, "test")
+
+
+def test_no_weight_decay_on_biases_norms_skip_and_embeddings():
+    model = build_model(apply(_cfg(), {"model": {"pooling": "middle_cls"}}, "t"), 4)
+    no_decay = {n for n, p in model.named_parameters() if not decays(n, p)}
+    for name in ("pos_embed", "cls_token", "patch_embed.bias", "norm.weight", "head.bias",
+                 "blocks.0.layer.gate_bias", "blocks.0.layer.skip", "blocks.0.layer.norm_weight",
+                 "blocks.0.layer.conv_bias"):  # fmt: skip
+        assert name in no_decay, name
+    for name in ("blocks.0.layer.proj_up.weight", "blocks.0.layer.qk_weight", "head.weight"):
+        assert name not in no_decay, name
+    tc = _cfg().train
+    opt = make_optimizer(model, tc)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    assert opt.param_groups[0]["lr"] == pytest.approx(tc.lr * tc.batch_size / 1024)
+
+
+def test_warmup_then_cosine_to_floor():
+    f = WarmupCosine(warmup_steps=4, total_steps=20, floor=0.01)
+    assert [f(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0) and f(19) > 0.01 and f(20) == pytest.approx(0.01)
+    assert all(f(i) >= f(i + 1) for i in range(4, 25))
+
+
+def _metrics(run_dir):
+    keep = ("epoch", "step", "lr", "train_loss", "val_loss", "val_top1", "val_top5")
+    return [{k: r[k] for k in keep} for r in csv.DictReader(open(run_dir / "metrics.csv"))]
+
+
+def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path):
+    full = train(_cfg(), tmp_path / "full")
+    calls = {"n": 0}
+
+    def stop_at_step_6() -> bool:  # polled once per step: stop before step 6 (epoch 2)
+        calls["n"] += 1
+        return calls["n"] > 6
+
+    run = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train(_cfg(), run, should_stop=stop_at_step_6)
+    stopped = json.loads((run / "result.json").read_text())
+    assert stopped["state"] == "FAIL" and stopped["fail_reason"] == "interrupted"
+    assert (run / "checkpoint.pt").exists() and not list(run.glob(".checkpoint.pt.*"))
+    resumed = train(_cfg(), run)
+    assert resumed["resumed_from"] == {"epoch": 1, "step": 2, "global": 6}
+    for key in ("top1", "top5", "val_loss"):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-6)
+    assert _metrics(run) == _metrics(tmp_path / "full")
+    assert resumed["state"] == "COMPLETE" and resumed["epochs_done"] == 2
+
+
+def test_nan_loss_fails_the_run_with_its_reason(tmp_path):
+    with pytest.raises(TrialFailed, match=r"non-finite loss \(nan\) at step 3"):
+        train(_cfg(inject_nan_at_step=3), tmp_path)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["state"] == "FAIL" and "non-finite loss" in result["fail_reason"]
+
+
+def test_max_steps_stops_early_and_still_evaluates(tmp_path):
+    result = train(_cfg(max_steps=3), tmp_path)
+    assert result["state"] == "COMPLETE" and result["steps_done"] == 3
+    assert result["top1"] is not None and math.isfinite(result["val_loss"])
+    assert result["params"] > 0 and result["flops"] > 0 and result["img_per_s"] > 0
+    rows = _metrics(tmp_path)
+    assert len(rows) == 1 and rows[0]["val_top1"] != ""
+
+
+def test_unwritable_run_dir_names_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError) as err:
+        train(_cfg(), blocker / "run")
+    assert f"cannot create {blocker / 'run'}" in str(err.value)
+
+
+def test_path_error_message():
+    from ablations.train.records import atomic_write
+
+    with pytest.raises(PathError, match="cannot write /proc/nope/x.json"):
+        atomic_write(__import__("pathlib").Path("/proc/nope/x.json"), "{}")
