@@ -38,6 +38,7 @@ def make_inputs(B, NH, S, DH, spiky, seed):
 
 FORMS = {
     "parallel": mlstm.parallel,
+    "parallel_autograd": mlstm.parallel_autograd,
     "recurrent": mlstm.recurrent,
     "chunkwise": None,  # chunk size chosen per case below
 }
@@ -92,5 +93,7 @@ def test_auto_picks_chunkwise_for_long_sequences():
 
 def test_unknown_form_lists_valid_names():
     q, k, v, i, f = make_inputs(1, 1, 4, 4, False, seed=0)
-    with pytest.raises(ValueError, match="valid: auto, parallel, chunkwise, recurrent"):
+    with pytest.raises(
+        ValueError, match="valid: auto, parallel, parallel_autograd, chunkwise, recurrent"
+    ):
         mlstm.mlstm(q, k, v, i, f, form="fast")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vil.parallel_cell import ParallelCell
+
 EPS = 1e-6
 AUTO_CHUNK_THRESHOLD = 256  # "auto" uses the chunkwise form above this many tokens
 DEFAULT_CHUNK = 64
@@ -45,14 +47,29 @@ def parallel(
     fgate: torch.Tensor,
     eps: float = EPS,
 ) -> torch.Tensor:
-    """Stabilised parallel form: O(S^2 DH) time, O(S^2) memory per head."""
+    """Stabilised parallel form: O(S^2 DH) time, O(S^2) memory per head.
+
+    Runs as one autograd Function (vil/parallel_cell.py) whose backward is written by hand.
+    """
+    return ParallelCell.apply(q, k, v, igate, fgate, eps)
+
+
+def parallel_autograd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    eps: float = EPS,
+) -> torch.Tensor:
+    """The same parallel form in plain autograd ops (a second, independent implementation)."""
     logD = _causal_log_weights(F.logsigmoid(fgate.float()), igate.float())
     m = logD.amax(dim=-1, keepdim=True)  # (B, NH, S, 1); finite: the diagonal is finite
     D = torch.exp(logD - m)
     scores = (q @ k.transpose(-1, -2)) * (q.size(-1) ** -0.5)
     C = scores.float() * D
     n = torch.maximum(C.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))
-    return ((C / (n + eps)).to(v.dtype) @ v).to(q.dtype)
+    return ((C.to(v.dtype) @ v).float() / (n + eps)).to(q.dtype)
 
 
 def _chunk_state_update(k, v, lf, ig, state):
@@ -155,7 +172,12 @@ def recurrent(
     return torch.stack(outs, dim=-2).to(q.dtype)
 
 
-FORMS = {"parallel": parallel, "chunkwise": chunkwise, "recurrent": recurrent}
+FORMS = {
+    "parallel": parallel,
+    "parallel_autograd": parallel_autograd,
+    "chunkwise": chunkwise,
+    "recurrent": recurrent,
+}
 
 
 def mlstm(q, k, v, igate, fgate, form: str = "auto", chunk_size: int = DEFAULT_CHUNK):
