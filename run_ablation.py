@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""vil-ablate's one command: ``python run_ablation.py sweep table2`` (same CLI as ``vil-ablate``)."""
+"""The one command: ``python run_ablation.py sweep table2`` (same CLI as ``vil-ablate``)."""
 
 from ablations.cli import main
 
