@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch_threads=args.threads,
         torch=torch.__version__,
         machine=platform.machine(),
+        cpus=os.cpu_count(),
+        load_avg_1min=round(os.getloadavg()[0], 2),  # other work on the machine skews timings
         python=platform.python_version(),
     )
     print_table(result)

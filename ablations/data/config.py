@@ -30,7 +30,7 @@ class DataConfig:
     img_size: int = 128  # training/eval resolution (square)
     num_classes: int = 100  # synthetic only: number of classes
     train_samples: int = 20000  # synthetic only: training images (balanced over classes)
-    val_samples: int = 5000  # synthetic only: validation images (balanced over classes)
+    val_samples: int = 2000  # synthetic only: validation images (20 per class: cheap eval)
     data_seed: int = 0  # synthetic only: generation seed (same seed -> same bytes)
     augment: str = "paper"  # "paper" (ViL recipe), "light" (small shifts), "none"
     mixup_alpha: float = 0.8  # Mixup Beta(alpha, alpha); 0 disables Mixup
