@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $@
 
+# Small models on a CPU: one worker per core (each gets cores/workers threads) beats one
+# worker with all the threads.
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+
 demo: setup
-	$(BIN)/vil-ablate sweep table2 --protocol demo --results $(RESULTS)
-	$(BIN)/vil-ablate sweep table3 --protocol demo --results $(RESULTS)
+	$(BIN)/vil-ablate sweep table2 --protocol demo --workers $(WORKERS) --results $(RESULTS)
+	$(BIN)/vil-ablate sweep table3 --protocol demo --workers $(WORKERS) --results $(RESULTS)
 	$(BIN)/vil-ablate paths --out $(RESULTS)/paths
 	@echo "Demo done. Reports: $(RESULTS)/index.md, $(RESULTS)/table2/report.md, $(RESULTS)/table3/report.md"
 
