@@ -110,15 +110,17 @@ def chunkwise(
     scale = q.size(-1) ** -0.5
     logf, igate = F.logsigmoid(fgate.float()), igate.float()
     outs, state = [], None
-    for start in range(0, q.size(-2), chunk_size):
-        sl = slice(start, start + chunk_size)
-        qc, kc, vc, lf, ig = (
-            q[..., sl, :],
-            k[..., sl, :] * scale,
-            v[..., sl, :],
-            logf[..., sl],
-            igate[..., sl],
-        )
+    # split once: slicing inside the loop would make every slice's backward allocate a
+    # zero tensor of the full input (O(S^2 / L) backward)
+    chunks = zip(
+        q.split(chunk_size, -2),
+        (k * scale).split(chunk_size, -2),
+        v.split(chunk_size, -2),
+        logf.split(chunk_size, -1),
+        igate.split(chunk_size, -1),
+        strict=True,
+    )
+    for qc, kc, vc, lf, ig in chunks:
         logD = _causal_log_weights(lf, ig)
         m = logD.amax(dim=-1)
         if state is not None:

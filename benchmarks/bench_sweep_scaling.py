@@ -1,0 +1,127 @@
+"""Sweep scaling: wall time of one experiment grid with 1, 2, ... local worker processes.
+
+    python -m benchmarks.bench_sweep_scaling                    # table2 subset, smoke protocol
+    python -m benchmarks.bench_sweep_scaling --workers 1 2 4 --variants uni,alternating,bi,quad
+    python -m benchmarks.bench_sweep_scaling --quick            # CI: 1 trial, 1 worker
+
+Each worker count runs the same grid from scratch in its own results folder through the
+project's CLI (``vil-ablate sweep``), so Optuna, process start-up and checkpointing are
+included. Per trial it reads ``train_time_s`` from the runs' ``result.json``; "overhead" is
+wall time x workers / trials minus the mean training time (start-up, Optuna, evaluation
+outside the training clock, idle workers at the end of the grid).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    base_parser,
+    environment,
+    header_line,
+    print_table,
+    resolve_device,
+    write_json,
+)
+
+CLI = "from ablations.cli import main; raise SystemExit(main())"
+
+
+def run_sweep(args, workers: int, results: Path) -> dict[str, Any]:
+    """One sweep from scratch with ``workers`` processes; wall time and per-trial results."""
+    cmd = [sys.executable, "-c", CLI, "sweep", args.experiment, "--protocol", args.protocol,
+           "--variants", args.variants, "--seeds", args.seeds, "--workers", str(workers),
+           "--results", str(results), "--device", args.device]  # fmt: skip
+    cmd += ["--no-report", "--plain"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise SystemExit(f"sweep with {workers} worker(s) failed ({proc.returncode}):\n{tail}")
+    trials = [json.loads(p.read_text()) for p in results.rglob("result.json")]
+    train_s = [t["train_time_s"] for t in trials if t.get("train_time_s") is not None]
+    mean_train = sum(train_s) / len(train_s) if train_s else float("nan")
+    n = len(trials)
+    return {
+        "workers": workers,
+        "trials": n,
+        "wall_s": wall,
+        "trials_per_min": 60 * n / wall if wall else float("nan"),
+        "mean_train_s": mean_train,
+        "overhead_s_per_trial": wall * workers / n - mean_train if n else float("nan"),
+    }
+
+
+def parse_args(argv: list[str] | None = None):
+    p = base_parser(__doc__.splitlines()[0], "results/bench_sweep_scaling.json")
+    p.add_argument("--experiment", default="table2")
+    p.add_argument("--protocol", default="smoke")
+    p.add_argument("--variants", default="uni,alternating,bi_shared,quad_alternating")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per sweep")
+    p.add_argument("--keep", default=None, help="keep the sweeps' results under this folder")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.variants, args.workers = "alternating", [1]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    args.device = str(device)
+    env = environment(device, args.note)
+    print(header_line(env))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vil-sweep-bench-") as tmp:
+        base = Path(args.keep) if args.keep else Path(tmp)
+        for w in args.workers:
+            rows.append(run_sweep(args, w, base / f"workers{w}"))
+            print(f"  {w} worker(s): {rows[-1]['wall_s']:.1f} s", flush=True)
+    one = next((r for r in rows if r["workers"] == 1), None)
+    for r in rows:
+        r["speedup"] = one["wall_s"] / r["wall_s"] if one else float("nan")
+        r["efficiency"] = r["speedup"] / r["workers"]
+    print_table(
+        f"Sweep {args.experiment} / protocol {args.protocol} / variants {args.variants}",
+        [
+            "workers",
+            "trials",
+            "wall s",
+            "trials/min",
+            "speedup",
+            "efficiency",
+            "mean train s",
+            "overhead s/trial",
+        ],  # fmt: skip
+        [
+            [
+                r["workers"],
+                r["trials"],
+                r["wall_s"],
+                r["trials_per_min"],
+                r["speedup"],
+                r["efficiency"],
+                r["mean_train_s"],
+                r["overhead_s_per_trial"],
+            ]
+            for r in rows
+        ],  # fmt: skip
+    )
+    print("Worker processes share the machine's cores (the harness splits torch threads).")
+    payload = {"benchmark": "sweep_scaling", "environment": env, "settings": vars(args),
+               "results": rows}  # fmt: skip
+    print(f"wrote {write_json(args.out, payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
