@@ -69,7 +69,17 @@ class Experiment:
             if not isinstance(node, dict) or key not in node:
                 return default
             node = node[key]
+        if node is None and keys in (("model", "dim"), ("model", "depth")):
+            return self._size_default(keys[1], default)  # None = "from the size name"
         return node
+
+    def _size_default(self, key: str, default: Any) -> Any:
+        from vil import SIZES
+
+        size = self.config("model", "size")
+        if size not in SIZES:
+            return default
+        return SIZES[size][0 if key == "dim" else 1]
 
     def rows(self, variant: str) -> pd.DataFrame:
         return self.runs[self.runs["variant"] == variant]

@@ -32,8 +32,7 @@ def header(exp: Experiment) -> str:
         f"protocol **{_kv(m.get('protocol'))}**",
         f"- Model: {_kv(c('model', 'size'))} (dim {_kv(c('model', 'dim'))}, depth "
         f"{_kv(c('model', 'depth'))}, patch {_kv(c('model', 'patch_size'))})",
-        f"- Data: {_kv(c('data', 'dataset'))}, class list `{_kv(c('data', 'class_list'))}`, "
-        f"resolution {_kv(size)} px",
+        f"- Data: {_kv(c('data', 'dataset'))}{_class_list(c)}, resolution {_kv(size)} px",
         f"- Training: {_kv(c('train', 'epochs'))} epochs, batch {_kv(c('train', 'batch_size'))}"
         f", lr {_kv(c('train', 'lr'))}; seeds {exp.seeds}",
         f"- Device: {_kv(m.get('device'))}; versions: {_kv(versions)}; "
@@ -172,3 +171,11 @@ def write_index(results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     index.write_text("\n".join(lines) + "\n")
     return index
+
+
+def _class_list(c) -> str:
+    """The class list (it selects ImageNet-100's classes) and, for synthetic data, the count."""
+    text = f", class list `{_kv(c('data', 'class_list'))}`"
+    if c("data", "dataset") == "synthetic":
+        text += f" (unused by synthetic data; {_kv(c('data', 'num_classes'))} classes)"
+    return text
