@@ -47,6 +47,7 @@ class MLSTMLayer(nn.Module):
         self.layout, self.directions = layout, directions
         self._register_orders(directions, layout)
         P, nb = param_sets, inner // qkv_block
+        self.group = layers.headwise_group(nb // num_heads, qkv_block)
         self.proj_up = nn.Linear(dim, 2 * inner, bias=False)
         conv_shape = (P, inner, conv_kernel) if conv == "causal1d" else (P, inner, 3, 3)
         self.conv_weight = nn.Parameter(torch.empty(conv_shape))
@@ -107,7 +108,6 @@ class MLSTMLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
         xm, z = self.proj_up(x).chunk(2, dim=-1)
-        K = len(self.directions)
         xs = self._to_directions(xm)  # (B, K, N, inner)
         if self.conv_kind == "causal1d":
             c = F.silu(layers.causal_conv(xs, self.conv_weight, self.conv_bias))
@@ -115,16 +115,13 @@ class MLSTMLayer(nn.Module):
             L = self.layout
             c = layers.grid_conv(xm, self.conv_weight, self.conv_bias, self.patch_pos, L.h, L.w)
             c = F.silu(self._to_directions_sets(c))
-        qk = layers.headwise(c, self.qk_weight)
-        nb = self.qk_weight.size(1)
-        qk = qk.view(B, K, N, nb, 2, -1)
-        q, k = qk[..., 0, :].reshape(B, K, N, -1), qk[..., 1, :].reshape(B, K, N, -1)
-        v = layers.headwise(xs, self.v_weight)
-        gates = layers.per_set_linear(
-            torch.cat([q, k, v], dim=-1), self.gate_weight, self.gate_bias
-        )
+        nh, group = self.num_heads, self.group
+        q, k = layers.headwise(c, self.qk_weight, nh, group, parts=2)  # (B*K, NH, N, DH)
+        (v,) = layers.headwise(xs, self.v_weight, nh, group)
+        wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
+        gates = layers.per_set_linear(c, wc, self.gate_bias) + layers.per_set_linear(xs, wx)
         h = self._cell(q, k, v, gates)
-        h = layers.head_norm(h, self.norm_weight, self.num_heads) + self.skip[:, None, :] * c
+        h = layers.head_norm(h, self.norm_weight, self.skip[:, None, :] * c)
         return self.proj_down(self._from_directions(h) * F.silu(z))
 
     def _to_directions_sets(self, c: torch.Tensor) -> torch.Tensor:
@@ -138,16 +135,10 @@ class MLSTMLayer(nn.Module):
         return flat.reshape(B, K * N, C).index_select(1, idx.reshape(-1)).view(B, K, N, C)
 
     def _cell(self, q, k, v, gates) -> torch.Tensor:
-        """Run the mLSTM cell on all directions as one batch: (B, K, N, C) -> (B, K, N, C)."""
-        B, K, N, C = q.shape
-        nh = self.num_heads
-
-        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, K, N, C) -> (B*K, NH, N, DH)
-            return t.reshape(B * K, N, nh, C // nh).transpose(1, 2)
-
-        ig, fg = gates.reshape(B * K, N, 2 * nh).transpose(1, 2).chunk(2, dim=1)
-        h = mlstm(heads(q), heads(k), heads(v), ig, fg, form=self.cell, chunk_size=self.chunk_size)
-        return h.transpose(1, 2).reshape(B, K, N, C)
+        """Run the mLSTM cell on all directions as one batch of (B*K, NH, N, DH) heads."""
+        BK, nh, N, _ = q.shape
+        ig, fg = gates.reshape(BK, N, 2 * nh).transpose(1, 2).chunk(2, dim=1)
+        return mlstm(q, k, v, ig, fg, form=self.cell, chunk_size=self.chunk_size)
 
 
 class ViLBlock(nn.Module):

@@ -28,16 +28,50 @@ def wang_init_(param: torch.Tensor, dim: int, num_blocks: int) -> torch.Tensor:
 def causal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Depthwise causal 1-D conv along tokens (dim -2) of x (B, K, N, C).
 
-    weight (P, C, W), bias (P, C). Written as W shifted multiply-adds: cheap for W=4 and
-    free of layout changes (F.conv1d would need (B, C, N) copies of every direction).
-    Equals ``F.conv1d`` with ``padding=W-1`` truncated to the first N outputs.
+    weight (P, C, W), bias (P, C). Equals ``F.conv1d`` with ``padding=W-1`` truncated to the
+    first N outputs, run as W shifted multiply-adds in the (B, K, N, C) layout (F.conv1d
+    would need (B, C, N) copies of every direction) with a hand-written backward: autograd
+    of the in-place slice adds zero-fills and copies every slice, 2x slower on CPU.
     """
-    W, N = weight.size(-1), x.size(-2)
-    out = x * weight[:, None, :, W - 1] + bias[:, None, :]
-    for shift in range(1, min(W, N)):  # tap W-1-shift looks `shift` tokens back (causal)
-        # in-place slice add: F.pad along the token axis is several times slower on CPU
-        out[..., shift:, :] += x[..., : N - shift, :] * weight[:, None, :, W - 1 - shift]
-    return out
+    return _CausalConv.apply(x, weight, bias)
+
+
+def _shifted_madd(out: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, sign: int) -> None:
+    """out[n] += x[n - sign*s] * taps[s] for s = 1..S-1, in place (taps (P, C, S))."""
+    N = x.size(-2)
+    for s in range(1, min(taps.size(-1), N)):
+        if sign > 0:  # forward: look s tokens back
+            out[..., s:, :] += x[..., : N - s, :] * taps[:, None, :, s]
+        else:  # backward: gradient flows s tokens forward
+            out[..., : N - s, :] += x[..., s:, :] * taps[:, None, :, s]
+
+
+class _CausalConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        taps = weight.flip(-1)  # taps[s] multiplies the token s steps back
+        out = x * taps[:, None, :, 0] + bias[:, None, :]
+        _shifted_madd(out, x, taps, +1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        taps, N = weight.flip(-1), x.size(-2)
+        dx = grad * taps[:, None, :, 0]
+        _shifted_madd(dx, grad, taps, -1)
+        sets = weight.size(0)  # sum over batch and tokens; over directions too if shared
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            t = t.sum((0, 2))  # (K, C)
+            return t.sum(0, keepdim=True) if sets == 1 else t
+
+        cols = [reduce(grad * x)]
+        cols += [reduce(grad[..., s:, :] * x[..., : N - s, :]) for s in range(1, taps.size(-1))]
+        cols += [torch.zeros_like(cols[0])] * (taps.size(-1) - len(cols))  # W > N
+        dweight = torch.stack(cols[::-1], dim=-1)
+        return dx, dweight, reduce(grad)
 
 
 def grid_conv(
@@ -63,37 +97,110 @@ def grid_conv(
     return full.index_copy(2, patch_pos, out)
 
 
-def headwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal projection: x (B, K, N, C), weight (P, C/bs, out, bs) -> (B, K, N, C*out/bs).
+def headwise_group(blocks_per_head: int, block: int, width: int = 32) -> int:
+    """How many blocks :func:`headwise` multiplies at once: the largest divisor of a head's
+    block count whose input width stays within ``width`` channels (groups never straddle heads)."""
+    fits = [g for g in range(1, blocks_per_head + 1) if g * block <= max(width, block)]
+    return max(g for g in fits if blocks_per_head % g == 0)
 
-    Each of the C/bs blocks maps its own ``bs`` channels to ``out`` channels (q and k can be
-    fused by stacking their blocks along ``out``).
+
+def headwise(
+    x: torch.Tensor, weight: torch.Tensor, heads: int, group: int = 1, parts: int = 1
+) -> tuple[torch.Tensor, ...]:
+    """Block-diagonal projection of x (B, K, N, C) into ``parts`` head-major outputs.
+
+    weight (P, C/bs, out, bs): block b maps its own ``bs`` channels to ``out`` channels,
+    whose ``parts`` equal slices are separate outputs (q and k fused: parts=2). Each output
+    is (B*K, heads, N, C_part/heads), the layout of the mLSTM cell, so the cell needs no
+    transposes. Why ``group``: 4x4 blocks as a batched product are all call and layout
+    overhead on CPU; ``group`` blocks are multiplied as one block-diagonal matrix (zeros
+    included), several times faster. Any ``group`` dividing a head's blocks gives the same map.
     """
     B, K, N, C = x.shape
     P, nb, out, bs = weight.shape
-    xb = x.reshape(B, K, N, nb, bs)
-    if P == 1:
-        y = torch.einsum("bknhi,hoi->bknho", xb, weight[0])
+    ng, o = nb // group, out // parts
+    r = group * o  # output channels of one group in one part
+    gph = nb // heads // group  # groups per head
+    eye = torch.eye(group, dtype=weight.dtype, device=weight.device)
+    dense = torch.einsum("pgjsoi,jl->pgjislo", weight.view(P, ng, group, parts, o, bs), eye)
+    dense = dense.reshape(P * ng, group * bs, parts * r)
+    if P == 1:  # shared weights: all directions are rows of one product per group
+        xg = x.reshape(B * K * N, ng, group * bs).transpose(0, 1)
+        y = torch.bmm(xg, dense).view(heads, gph, B * K, N, parts, r)
+        y = y.permute(4, 2, 0, 3, 1, 5)
     else:
-        y = torch.einsum("bknhi,khoi->bknho", xb, weight)
-    return y.reshape(B, K, N, nb * out)
+        xg = x.reshape(B, K, N, ng, group * bs).permute(1, 3, 0, 2, 4).reshape(P * ng, B * N, -1)
+        y = torch.bmm(xg, dense).view(K, heads, gph, B, N, parts, r)
+        y = y.permute(5, 3, 0, 1, 4, 2, 6)
+    return y.reshape(parts, B * K, heads, N, gph * r).unbind(0)
 
 
-def per_set_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def per_set_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """x (B, K, N, Cin) @ weight (P, Cin, Cout) + bias (P, Cout), P broadcast over K."""
     if weight.size(0) == 1:
-        return x @ weight[0] + bias[0]
-    return torch.einsum("bkni,kio->bkno", x, weight) + bias[None, :, None, :]
+        y = _ThinLinear.apply(x, weight[0])
+        return y if bias is None else y + bias[0]
+    y = torch.einsum("bkni,kio->bkno", x, weight)
+    return y if bias is None else y + bias[None, :, None, :]
 
 
-def head_norm(h: torch.Tensor, weight: torch.Tensor, num_heads: int, eps: float = 1e-5):
-    """Per-head normalisation (GroupNorm over each head's channels, weight only).
+class _ThinLinear(torch.autograd.Function):
+    """x (..., Cin) @ w (Cin, Cout) for a few output columns (the gates: Cout = 2 heads).
 
-    h (B, K, N, C), weight (P, C).
+    Why: with Cout ~ 8, MKL runs ``x @ w`` and its weight gradient ``x^T @ g`` at a few
+    GFLOP/s; the transposed products ``(w^T x^T)^T`` and ``(g^T x)^T`` are 3-5x faster.
     """
-    B, K, N, C = h.shape
-    hn = F.layer_norm(h.reshape(B, K, N, num_heads, C // num_heads), (C // num_heads,), eps=eps)
-    return hn.reshape(B, K, N, C) * weight[:, None, :]
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        x2 = x.reshape(-1, x.size(-1))
+        return (w.t() @ x2.t()).t().reshape(*x.shape[:-1], w.size(-1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.size(-1))
+        dx = (g2 @ w.t()).view(x.shape)
+        dw = (g2.t() @ x.reshape(-1, x.size(-1))).t()
+        return dx, dw
+
+
+def fold_gates(
+    qk_weight: torch.Tensor, v_weight: torch.Tensor, gate_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate weights on cat(q, k, v) folded through the headwise q/k/v maps.
+
+    The gates are linear in q, k, v, which are headwise-linear in the conv output c (q, k)
+    and the branch input x (v), so ``cat(q, k, v) @ W == c @ Wc + x @ Wx`` with
+    Wc, Wx (P, inner, G). Why: no (.., 3*inner) concatenation and a third of the gate
+    products, whose 8-column shape runs at a few GFLOP/s on CPU. Same parameters, same maths.
+    """
+    P, nb, out2, bs = qk_weight.shape
+    inner, G = nb * bs, gate_weight.size(-1)
+    wq, wk, wv = gate_weight.view(P, 3, nb, bs, G).unbind(1)
+    w_qk = torch.stack([wq, wk], dim=2).view(P, nb, out2, G)  # matches the q|k block stacking
+    wc = torch.einsum("phoi,phog->phig", qk_weight, w_qk).reshape(P, inner, G)
+    wx = torch.einsum("phoi,phog->phig", v_weight, wv).reshape(P, inner, G)
+    return wc, wx
+
+
+def head_norm(
+    h: torch.Tensor, weight: torch.Tensor, base: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """``base + GroupNorm(h) * weight``: per-head normalisation (weight only) plus a residual.
+
+    h (B*K, NH, N, DH) head-major as the cell returns it, weight (P, NH*DH), base (B, K, N, C)
+    token-major. Why fused: the head-major -> token-major layout change is done by the one
+    ``addcmul`` pass that adds the residual, not by a separate copy.
+    """
+    BK, NH, N, DH = h.shape
+    B, K = base.shape[:2]
+    hn = F.layer_norm(h, (DH,), eps=eps).view(B, K, NH, N, DH).transpose(2, 3)
+    w = weight.view(weight.size(0), 1, NH, DH)
+    return torch.addcmul(base.view(B, K, N, NH, DH), hn, w).view(B, K, N, NH * DH)
 
 
 class DropPath(nn.Module):
