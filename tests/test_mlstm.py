@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vil import mlstm
+from vil import factor_cell, mlstm
 
 
 def reference(q, k, v, i, f):
@@ -38,11 +38,52 @@ def make_inputs(B, NH, S, DH, spiky, seed):
 
 FORMS = {
     "parallel": mlstm.parallel,
+    "parallel_stable": mlstm.parallel_stable,
+    "parallel_factorised": mlstm.parallel_factorised,
     "parallel_autograd": mlstm.parallel_autograd,
     "recurrent": mlstm.recurrent,
     "chunkwise": None,  # chunk size chosen per case below
 }
 CASES = [(1, 1, 1, 8), (2, 3, 7, 8), (1, 2, 64, 16), (2, 1, 257, 8)]
+
+
+def _decay(q, k, v, i, f) -> torch.Tensor:
+    return factor_cell.log_decay_terms(i, f)[1]
+
+
+def test_parallel_dispatches_by_gate_range():
+    realistic = make_inputs(2, 2, 64, 8, spiky=False, seed=0)
+    spiky = make_inputs(2, 2, 64, 8, spiky=True, seed=0)
+    assert factor_cell.factorisable(_decay(*realistic))
+    assert not factor_cell.factorisable(_decay(*spiky))
+    assert torch.equal(mlstm.parallel(*realistic), mlstm.parallel_factorised(*realistic))
+    assert torch.equal(mlstm.parallel(*spiky), mlstm.parallel_stable(*spiky))
+
+
+@pytest.mark.parametrize("S", [7, 64, 257])
+def test_factorised_form_is_accurate_at_the_edge_of_its_range(S):
+    """Gate range just inside SAFE_RANGE: u, w reach exp(+-30), the float32 worst case.
+
+    Input gates of +-29.5 are the spiking regime, hence the 1e-3 tolerance (measured:
+    ~1e-5 at S <= 64, ~1e-4 at S = 257, where the general stable form is at ~6e-4)."""
+    q, k, v, _, _ = make_inputs(2, 2, S, 16, spiky=False, seed=S)
+    g = torch.Generator().manual_seed(S)
+    f = torch.full((2, 2, S), 8.0)  # forget gates ~open: a's range is the input gates' range
+    half = (factor_cell.SAFE_RANGE - 1) / 2
+    i = (torch.rand(2, 2, S, generator=g) * 2 - 1) * half
+    i[..., 0], i[..., -1] = half, -half  # pin the range: old tokens big, the newest tiny
+    inputs = (q, k, v, i, f)
+    a = _decay(*inputs)
+    assert factor_cell.SAFE_RANGE - 3 < (a.amax(-1) - a.amin(-1)).max() <= factor_cell.SAFE_RANGE
+    ours_in = [t.clone().requires_grad_() for t in inputs]
+    ref_in = [t.double().requires_grad_() for t in inputs]
+    h, h_ref = mlstm.parallel_factorised(*ours_in), reference(*ref_in)
+    assert rel_err(h, h_ref) < 1e-3
+    w = torch.randn(h.shape, generator=g)
+    (h * w).sum().backward()
+    (h_ref * w.double()).sum().backward()
+    for name, x, r in zip("q k v igate fgate".split(), ours_in, ref_in, strict=True):
+        assert rel_err(x.grad, r.grad) < 1e-3, name
 
 
 def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
@@ -56,6 +97,8 @@ def test_form_matches_float64_equations(form, case, spiky):
     B, NH, S, DH = case
     tol = 1e-3 if spiky else 1e-4
     inputs = make_inputs(B, NH, S, DH, spiky, seed=S + 7 * B)
+    if form == "parallel_factorised" and not factor_cell.factorisable(_decay(*inputs)):
+        pytest.skip("gate range beyond factor_cell.SAFE_RANGE: parallel uses the stable form")
     chunk = {1: 4, 7: 3, 64: 48, 257: 16}[S]  # none of these divides S (except S=1 trivially)
     fn = FORMS[form] or (lambda *a: mlstm.chunkwise(*a, chunk_size=chunk))
     ours_in = [t.clone().requires_grad_() for t in inputs]

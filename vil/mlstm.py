@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vil import factor_cell
 from vil.parallel_cell import ParallelCell
 
 EPS = 1e-6
@@ -49,9 +50,27 @@ def parallel(
 ) -> torch.Tensor:
     """Stabilised parallel form: O(S^2 DH) time, O(S^2) memory per head.
 
-    Runs as one autograd Function (vil/parallel_cell.py) whose backward is written by hand.
+    Runs as one autograd Function with a hand-written backward: the factorised decay of
+    vil/factor_cell.py when every head's gate range allows it (eager mode), else the general
+    stabilised form of vil/parallel_cell.py (always under torch.compile, which fuses its
+    element-wise passes and cannot branch on data).
     """
+    if not torch.compiler.is_compiling():
+        cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
+        if factor_cell.factorisable(a):
+            return factor_cell.FactorCell.apply(q, k, v, igate, fgate, eps, cum, a, M, arg)
     return ParallelCell.apply(q, k, v, igate, fgate, eps)
+
+
+def parallel_stable(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
+    """The general stabilised parallel form, whatever the gate range (for tests and benchmarks)."""
+    return ParallelCell.apply(q, k, v, igate, fgate, eps)
+
+
+def parallel_factorised(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
+    """The factorised parallel form, forced (accurate only within ``factor_cell.SAFE_RANGE``)."""
+    cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
+    return factor_cell.FactorCell.apply(q, k, v, igate, fgate, eps, cum, a, M, arg)
 
 
 def parallel_autograd(
