@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vil.parallel_cell import _f32
+
 SAFE_RANGE = 60.0  # max over heads of max(a) - min(a) for the factorised form
 _LOWER: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
@@ -56,31 +58,27 @@ class FactorCell(torch.autograd.Function):
         c = (a.amax(-1, keepdim=True) + a.amin(-1, keepdim=True)) / 2
         u = torch.exp(c - M).float().mul_(q.size(-1) ** -0.5).unsqueeze(-1)  # scale folded in
         w = torch.exp(a - c).float().unsqueeze(-1)
-        qs, ks = q.float() * u, k.float() * w
+        qs, ks = _f32(q) * u, _f32(k) * w
         C = (qs @ ks.transpose(-1, -2)).mul_(_lower(q.size(-2), qs.dtype, q.device))
         rowsum = C.sum(-1)
         floor = torch.exp(-(cum + M)).float()  # exp(-m)
         denom = torch.maximum(rowsum.abs(), floor) + eps
-        h = (C @ v.float()) / denom.unsqueeze(-1)
-        ctx.save_for_backward(v, fgate, qs, ks, u, w, C, h, rowsum, floor, denom, arg)
+        Y = C @ _f32(v)  # saved instead of h (dynamo rejects saving an output)
+        ctx.save_for_backward(v, fgate, qs, ks, u, w, C, Y, rowsum, floor, denom, arg)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, igate.dtype, fgate.dtype)
-        return h.to(q.dtype)
+        return (Y / denom.unsqueeze(-1)).to(q.dtype)
 
     @staticmethod
     def backward(ctx, dh):
-        v, fgate, qs, ks, u, w, C, h, rowsum, floor, denom, arg = ctx.saved_tensors
-        dh = dh.float()
+        v, fgate, qs, ks, u, w, C, Y, rowsum, floor, denom, arg = ctx.saved_tensors
+        dh = _f32(dh)
         dY = dh / denom.unsqueeze(-1)
         dv = C.transpose(-1, -2) @ dY
-        ddenom = -(dh * h).sum(-1) / denom
+        ddenom = -(dh * Y).sum(-1) / denom.square()  # h = Y / denom
         use_row = rowsum.abs() >= floor
         drow = torch.where(use_row, ddenom * rowsum.sign(), 0.0).unsqueeze(-1)
         dm = torch.where(use_row, 0.0, -ddenom * floor).double()  # d exp(-m) / dm = -exp(-m)
-        dC = (
-            (dY @ v.float().transpose(-1, -2))
-            .add_(drow)
-            .mul_(_lower(C.size(-1), C.dtype, C.device))
-        )
+        dC = (dY @ _f32(v).transpose(-1, -2)).add_(drow).mul_(_lower(C.size(-1), C.dtype, C.device))
         dqs = dC @ ks
         dks = dC.transpose(-1, -2) @ qs
         dlogu = (dqs * qs).sum(-1).double()  # d/d log u; log u = c - M

@@ -20,6 +20,11 @@ import torch.nn.functional as F
 _MASKS: dict[tuple[int, torch.device], torch.Tensor] = {}
 
 
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """float32 without the no-op ``.float()`` alias, which torch.compile refuses to save."""
+    return t if t.dtype == torch.float32 else t.float()
+
+
 def _upper(S: int, device: torch.device) -> torch.Tensor:
     """Strictly upper-triangular (non-causal) mask, cached per length and device."""
     key = (S, device)
@@ -36,32 +41,33 @@ class ParallelCell(torch.autograd.Function):
         a = igate.double() - cum
         M, arg = a.cummax(dim=-1)
         diff = (a.unsqueeze(-2) - M.unsqueeze(-1)).float()
-        D = diff.masked_fill_(_upper(q.size(-2), q.device), -torch.inf).exp_()
-        C = (q @ k.transpose(-1, -2)).float().mul_(D).mul_(scale)
+        # out of place: torch.compile refuses to save the alias an in-place op returns
+        D = diff.masked_fill(_upper(q.size(-2), q.device), -torch.inf).exp()
+        C = _f32(q @ k.transpose(-1, -2)) * D * scale
         rowsum = C.sum(dim=-1)
         floor = torch.exp(-(cum + M)).float()  # exp(-m)
         denom = torch.maximum(rowsum.abs(), floor) + eps
-        h = (C.to(v.dtype) @ v).float() / denom.unsqueeze(-1)
-        ctx.save_for_backward(q, k, v, fgate, C, D, h, rowsum, floor, denom, arg)
+        Y = _f32(C.to(v.dtype) @ v)  # saved instead of h (dynamo rejects saving an output)
+        ctx.save_for_backward(q, k, v, fgate, C, D, Y, rowsum, floor, denom, arg)
         ctx.scale = scale
-        return h.to(q.dtype)
+        return (Y / denom.unsqueeze(-1)).to(q.dtype)
 
     @staticmethod
     def backward(ctx, dh):
-        q, k, v, fgate, C, D, h, rowsum, floor, denom, arg = ctx.saved_tensors
-        dh = dh.float()
+        q, k, v, fgate, C, D, Y, rowsum, floor, denom, arg = ctx.saved_tensors
+        dh = _f32(dh)
         dY = dh / denom.unsqueeze(-1)
-        vf = v.float()
+        vf = _f32(v)
         dv = C.transpose(-1, -2) @ dY
         dC = dY @ vf.transpose(-1, -2)
-        ddenom = -(dh * h).sum(-1) / denom
+        ddenom = -(dh * Y).sum(-1) / denom.square()  # h = Y / denom
         use_row = rowsum.abs() >= floor
         drow = torch.where(use_row, ddenom * rowsum.sign(), 0.0)
         dm = torch.where(use_row, 0.0, -ddenom * floor).double()  # d exp(-m) / dm = -exp(-m)
         dC.add_(drow.unsqueeze(-1))
         dQK = (dC * D).mul_(ctx.scale)
-        dq = dQK @ k.float()
-        dk = dQK.transpose(-1, -2) @ q.float()
+        dq = dQK @ _f32(k)
+        dk = dQK.transpose(-1, -2) @ _f32(q)
         dE = dC.mul_(C)  # d/d(logD - m): C = QK * D and D' = D
         da = dE.sum(dim=-2).double()
         dM = dm - dE.sum(dim=-1).double()
