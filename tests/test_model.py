@@ -138,6 +138,37 @@ def test_flops_follow_the_directions():
     assert flops["alternating"] < flops["bi"] < flops["quad"]
 
 
+def test_flop_count_is_the_architecture_formula():
+    """count_flops = patch embedding + per block (proj up, headwise q/k/v, gates on
+    cat(q, k, v), the cell's two (N, N) products per head, proj down) x directions + head."""
+    dim, depth, p, img, classes, bs, heads = 32, 2, 4, 16, 10, 4, 4
+    N, inner = (img // p) ** 2, 2 * dim
+    per_direction = (
+        N * (dim * 2 * inner + inner * 2 * bs + inner * bs + 3 * inner * 2 * heads)
+        + 2 * N * N * inner  # q k^T and C v over all heads: 2 * heads * N * N * (inner / heads)
+    )
+    shared = N * inner * dim  # proj down once per block, after the directions are summed
+    for traversal, K in [("uni", 1), ("bi", 2), ("quad", 4)]:
+        want = 2 * (N * 3 * p * p * dim + depth * (K * per_direction + shared) + dim * classes)
+        # proj up is shared too: it runs once per block, not once per direction
+        want -= 2 * depth * (K - 1) * N * dim * 2 * inner
+        assert vil.count_flops(nano(traversal, "avg")) == want, traversal
+
+
+@pytest.mark.parametrize("traversal", vil.TRAVERSALS.names())
+def test_fast_products_match_the_plain_products(traversal):
+    """Grouped headwise blocks and folded gates compute the architecture's maths."""
+    model = nano(traversal, "avg")
+    with torch.no_grad():  # non-zero gate weights so the gate paths matter
+        for block in model.blocks:
+            block.layer.gate_weight.normal_(std=0.1)
+    x = torch.randn(2, 3, 16, 16)
+    fast = model(x)
+    with vil.layers.plain_products():
+        plain = model(x)
+    assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+
+
 def test_chunkwise_model_matches_parallel_model():
     model = nano("bi", "avg", img_size=(32, 32))  # 64 tokens
     x = torch.randn(2, 3, 32, 32)

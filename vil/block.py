@@ -115,11 +115,16 @@ class MLSTMLayer(nn.Module):
             L = self.layout
             c = layers.grid_conv(xm, self.conv_weight, self.conv_bias, self.patch_pos, L.h, L.w)
             c = F.silu(self._to_directions_sets(c))
-        nh, group = self.num_heads, self.group
+        plain = layers.plain_products_active()
+        nh, group = self.num_heads, 1 if plain else self.group
         q, k = layers.headwise(c, self.qk_weight, nh, group, parts=2)  # (B*K, NH, N, DH)
         (v,) = layers.headwise(xs, self.v_weight, nh, group)
-        wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
-        gates = layers.per_set_linear(c, wc, self.gate_bias) + layers.per_set_linear(xs, wx)
+        if plain:  # the reference's gate product on cat(q, k, v) (FLOP counting, checks)
+            qkv = torch.cat([layers.heads_to_tokens(t, B) for t in (q, k, v)], dim=-1)
+            gates = layers.per_set_linear(qkv, self.gate_weight, self.gate_bias)
+        else:
+            wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
+            gates = layers.per_set_linear(c, wc, self.gate_bias) + layers.per_set_linear(xs, wx)
         h = self._cell(q, k, v, gates)
         h = layers.head_norm(h, self.norm_weight, self.skip[:, None, :] * c)
         return self.proj_down(self._from_directions(h) * F.silu(z))

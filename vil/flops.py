@@ -2,7 +2,9 @@
 
 Convention: one multiply-add = 2 FLOPs, counted by ``torch.utils.flop_counter`` over the
 matrix products and convolutions of one image's forward pass (element-wise work such as
-gates, exponentials and norms is not counted, as in the usual ViT/ViL FLOP tables).
+gate activations, exponentials and norms is not counted, as in the usual ViT/ViL FLOP
+tables). Counted under :func:`vil.layers.plain_products`: the architecture's products, not
+the zero blocks and folded gates the fast path multiplies.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from vil import layers
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -29,7 +33,7 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] | None = None)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), layers.plain_products(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         model.train(was_training)
