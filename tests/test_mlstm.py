@@ -139,3 +139,16 @@ def test_unknown_form_lists_valid_names():
     valid = "valid: auto, parallel, parallel_autograd, chunkwise, recurrent"
     with pytest.raises(ValueError, match=valid):
         mlstm.mlstm(q, k, v, i, f, form="fast")
+
+
+@pytest.mark.parametrize("form", ["parallel_stable", "parallel_factorised"])
+def test_hand_written_cells_run_in_float32_under_bf16_autocast(form):
+    inputs = [t.clone().requires_grad_() for t in make_inputs(2, 2, 64, 16, False, seed=5)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k, v = (t.bfloat16() for t in inputs[:3])
+        h = getattr(mlstm, form)(q, k, v, *inputs[3:])
+    assert h.dtype == torch.bfloat16
+    h.float().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in inputs)
+    ref = reference(*inputs)
+    assert rel_err(h.float(), ref) < 2e-2  # bf16 inputs and output, float32 inside

@@ -183,8 +183,11 @@ class _ThinLinear(torch.autograd.Function):
         B, K, N, Cin = x.shape
         P = w.size(0)
         xk = x.reshape(1, -1, Cin) if P == 1 else x.transpose(0, 1).reshape(K, B * N, Cin)
-        ctx.save_for_backward(xk, w)
         ctx.shape = x.shape
+        if torch.is_autocast_enabled(x.device.type):  # save what autocast multiplies
+            dtype = torch.get_autocast_dtype(x.device.type)
+            xk, w = xk.to(dtype), w.to(dtype)
+        ctx.save_for_backward(xk, w)
         y = torch.bmm(w.transpose(1, 2), xk.transpose(1, 2)).transpose(1, 2)  # (P, rows, Cout)
         if P == 1:
             return y.view(B, K, N, -1)
@@ -195,6 +198,7 @@ class _ThinLinear(torch.autograd.Function):
         xk, w = ctx.saved_tensors
         B, K, N, Cin = ctx.shape
         P = w.size(0)
+        grad, w = grad.to(xk.dtype), w.to(xk.dtype)  # autocast: the dtype forward ran in
         gk = (
             grad.reshape(1, -1, grad.size(-1))
             if P == 1

@@ -58,19 +58,31 @@ def parallel(
     if not torch.compiler.is_compiling():
         cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
         if factor_cell.factorisable(a):
-            return factor_cell.FactorCell.apply(q, k, v, igate, fgate, eps, cum, a, M, arg)
-    return ParallelCell.apply(q, k, v, igate, fgate, eps)
+            return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, cum, a, M, arg)
+    return _in_fp32(ParallelCell, q, k, v, igate, fgate, eps)
+
+
+def _in_fp32(cell: type[torch.autograd.Function], q, k, v, igate, fgate, *rest) -> torch.Tensor:
+    """Run a hand-written cell in float32 with autocast off; h comes back in q's dtype.
+
+    Why: under bf16 autocast the cell's products would come out in bf16 while its backward
+    (which autocast does not cover) mixes them with float32; the decay and normaliser need
+    float32 anyway. The cell is a small share of the FLOPs at ViL's sequence lengths.
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        f32 = (t if t.dtype == torch.float32 else t.float() for t in (q, k, v, igate, fgate))
+        return cell.apply(*f32, *rest).to(q.dtype)
 
 
 def parallel_stable(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
     """The general stabilised parallel form, whatever the gate range (for tests and benchmarks)."""
-    return ParallelCell.apply(q, k, v, igate, fgate, eps)
+    return _in_fp32(ParallelCell, q, k, v, igate, fgate, eps)
 
 
 def parallel_factorised(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
     """The factorised parallel form, forced (accurate only within ``factor_cell.SAFE_RANGE``)."""
     cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
-    return factor_cell.FactorCell.apply(q, k, v, igate, fgate, eps, cum, a, M, arg)
+    return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, cum, a, M, arg)
 
 
 def parallel_autograd(
