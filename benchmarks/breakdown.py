@@ -3,7 +3,7 @@
 Method (the model has no ``record_function`` labels, and op-level profiles cannot tell a
 projection's matmul from the cell's): during one forward pass the component functions are
 wrapped *in this process only* (``vil.block.mlstm``, ``vil.layers.causal_conv`` /
-``grid_conv``, ``vil.layers.headwise`` / ``per_set_linear``, and forward hooks on every
+``grid_conv``, ``vil.layers.headwise``, ``fold_gates`` / ``per_set_linear``, and hooks on every
 ``proj_up`` / ``proj_down``) to record the exact arguments of every call. Each component is
 then timed in isolation by replaying all its recorded calls (forward, or forward + backward
 for the train step) on those real shapes. "rest" is the measured full step minus the
@@ -31,7 +31,7 @@ PATCHES: dict[str, list[tuple[Any, str]]] = {
     "cell": [(vil.block, "mlstm")],
     "conv": [(vil.layers, "causal_conv"), (vil.layers, "grid_conv")],
     "qkv_headwise": [(vil.layers, "headwise")],
-    "gates": [(vil.layers, "per_set_linear")],
+    "gates": [(vil.layers, "fold_gates"), (vil.layers, "per_set_linear")],
 }
 # the projections are proj_up_down (dense), qkv_headwise (block-diagonal 4x4) and gates
 CATEGORIES = ("cell", "proj_up_down", "qkv_headwise", "gates", "conv")
@@ -82,18 +82,24 @@ def record_calls(model: nn.Module) -> Iterator[dict[str, list[Call]]]:
             h.remove()
 
 
+def _outputs(out: Any) -> tuple[torch.Tensor, ...]:
+    """A component's tensor outputs (headwise and fold_gates return several)."""
+    return tuple(out) if isinstance(out, tuple | list) else (out,)
+
+
 def _replay(calls: list[Call], backward: bool, ctx: Callable) -> Callable[[], None]:
     grads = []
     with torch.no_grad(), ctx():
         for fn, args, kwargs in calls:
-            grads.append(torch.randn_like(fn(*args, **kwargs)) if backward else None)
+            outs = _outputs(fn(*args, **kwargs))
+            grads.append(tuple(torch.randn_like(o) for o in outs) if backward else None)
 
     def run() -> None:
         for (fn, args, kwargs), g in zip(calls, grads, strict=True):
             if backward:
                 with ctx():
-                    out = fn(*args, **kwargs)
-                out.backward(g)
+                    outs = _outputs(fn(*args, **kwargs))
+                torch.autograd.backward(outs, g)
             else:
                 with torch.no_grad(), ctx():
                     fn(*args, **kwargs)
