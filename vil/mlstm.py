@@ -23,7 +23,7 @@ from vil import factor_cell
 from vil.parallel_cell import ParallelCell
 
 EPS = 1e-6
-AUTO_CHUNK_THRESHOLD = 256  # "auto" uses the chunkwise form above this many tokens
+AUTO_CHUNK_THRESHOLD = 768  # "auto": chunkwise above this many tokens (benchmarks/bench_mlstm.py)
 DEFAULT_CHUNK = 64
 
 
