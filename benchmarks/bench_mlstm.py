@@ -98,8 +98,10 @@ def scaling_ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         pairs = [(n, n // 4) for n in reversed(lengths) if n % 4 == 0 and n // 4 in lengths]
         if pairs:
             hi, lo = pairs[0]
-            ratio = by_len[hi][form]["median_s"] / by_len[lo][form]["median_s"]
-            out[form] = {"long": hi, "short": lo, "ratio": ratio}
+            a, b = by_len[hi][form], by_len[lo][form]
+            out[form] = {"long": hi, "short": lo, "ratio": a["median_s"] / b["median_s"]}
+            if a.get("median_cpu_s") and b.get("median_cpu_s"):  # steadier on a shared CPU
+                out[form]["cpu_ratio"] = a["median_cpu_s"] / b["median_cpu_s"]
     return out
 
 
@@ -130,7 +132,11 @@ def report(rows: list[dict[str, Any]], ratios: dict[str, Any], args) -> None:
     )
     for form, r in ratios.items():
         expect = {"parallel": "quadratic ~16x", "chunkwise": "linear: goal <= ~5x"}.get(form, "")
-        print(f"time(S={r['long']}) / time(S={r['short']}) {form:>9s}: {r['ratio']:.2f}x  {expect}")
+        cpu = f", process CPU time {r['cpu_ratio']:.2f}x" if "cpu_ratio" in r else ""
+        print(
+            f"time(S={r['long']}) / time(S={r['short']}) {form:>9s}: wall {r['ratio']:.2f}x"
+            f"{cpu}  {expect}"
+        )
 
 
 def parse_args(argv: list[str] | None = None):
