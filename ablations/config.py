@@ -83,13 +83,19 @@ def _vil_choices(attr: str) -> Callable[[], list[str]]:
     return names
 
 
+def _cell_forms() -> list[str]:
+    from vil.mlstm import form_names  # kernel forms only where mlstm-kernels is installed
+
+    return form_names()
+
+
 # Fields whose value must be one of a known set (registries are read lazily).
 CHOICES: dict[str, Callable[[], list[Any]]] = {
     "model.size": _vil_choices("SIZES"),
     "model.traversal": _vil_choices("TRAVERSALS"),
     "model.pooling": _vil_choices("POOLINGS"),
     "model.conv": lambda: ["causal1d", "grid2d"],
-    "model.cell": lambda: ["auto", "parallel", "chunkwise", "recurrent"],
+    "model.cell": _cell_forms,
     "train.precision": lambda: ["auto", "bf16", "fp32"],
     "train.compile": lambda: ["auto", "on", "off"],
     "data.dataset": lambda: ["synthetic", "imagenet100", "imagefolder"],

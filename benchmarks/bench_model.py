@@ -64,12 +64,15 @@ def make_steps(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return train_step, infer_step
 
 
-def bench_one(args, traversal: str, device: torch.device, compiled: bool) -> dict[str, Any]:
+def bench_one(
+    args, traversal: str, device: torch.device, compiled: bool, cell: str = "auto"
+) -> dict[str, Any]:
     """Train and inference timings of one traversal in one mode; eager runs add a breakdown."""
     torch.manual_seed(0)
     model = vil.create_model(
-        args.size, traversal, args.pooling, args.img_size, args.patch_size, args.num_classes
-    ).to(device)
+        args.size, traversal, args.pooling, args.img_size, args.patch_size, args.num_classes,
+        cell=cell,
+    ).to(device)  # fmt: skip
     info = {"params": vil.count_params(model), "gflops_fwd_per_image": vil.count_flops(model) / 1e9}
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
     labels = torch.randint(0, args.num_classes, (args.batch,), device=device)
@@ -83,7 +86,8 @@ def bench_one(args, traversal: str, device: torch.device, compiled: bool) -> dic
     infer = measure(infer_step, device, args.warmup, args.repeats)
     row = {
         "traversal": traversal,
-        "mode": "compile" if compiled else "eager",
+        "mode": ("compile" if compiled else "eager") + ("" if cell == "auto" else f" {cell}"),
+        "cell": cell,
         **info,
         "train_images_per_s": args.batch / train.median_s,
         "infer_images_per_s": args.batch / infer.median_s,
@@ -113,6 +117,10 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--traversals", nargs="+", default=None, help="default: all registered")
     p.add_argument("--compile", default="off", choices=("off", "on", "both"))
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false")
+    p.add_argument(
+        "--cells", nargs="+", default=["auto"],
+        help="mLSTM cell forms to compare, e.g. auto kernels (mlstm-kernels' default kernel)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.size = "nano"
@@ -122,6 +130,11 @@ def parse_args(argv: list[str] | None = None):
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.traversals = args.traversals or list(vil.TRAVERSALS.names())
     return args
+
+
+def _label(row: dict[str, Any]) -> str:
+    cell = row.get("cell", "auto")
+    return row["traversal"] if cell == "auto" else f"{row['traversal']} ({cell})"
 
 
 COLUMNS = ["traversal", "mode", "params M", "GFLOP/img", "train img/s", "train img/CPU-s",
@@ -150,7 +163,7 @@ def report(rows: list[dict[str, Any]], args) -> None:
         f"{title}: train-step time split, % of the measured step",
         ["traversal", f"step s ({split[0]['breakdown_train']['clock']})", *cols],
         [
-            [r["traversal"], r["breakdown_train"]["total_s"]]
+            [_label(r), r["breakdown_train"]["total_s"]]
             + [100 * r["breakdown_train"]["fraction"].get(c, 0.0) for c in cols]
             for r in split
         ],
@@ -170,12 +183,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(header_line(env))
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     rows = []
-    for traversal in args.traversals:
-        for compiled in modes:
-            rows.append(bench_one(args, traversal, device, compiled))
-            r = rows[-1]
-            print(f"  {traversal:>20s} {r['mode']:>7s}: train {r['train_images_per_s']:.1f} "
-                  f"img/s, infer {r['infer_images_per_s']:.1f} img/s", flush=True)  # fmt: skip
+    runs = [(t, m, c) for t in args.traversals for m in modes for c in args.cells]
+    for traversal, compiled, cell in runs:
+        rows.append(bench_one(args, traversal, device, compiled, cell))
+        r = rows[-1]
+        print(f"  {traversal:>20s} {r['mode']:>7s}: train {r['train_images_per_s']:.1f} "
+              f"img/s, infer {r['infer_images_per_s']:.1f} img/s", flush=True)  # fmt: skip
     report(rows, args)
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     payload = {"benchmark": "model", "environment": env, "precision": precision,

@@ -136,7 +136,7 @@ def test_auto_picks_chunkwise_for_long_sequences():
 
 def test_unknown_form_lists_valid_names():
     q, k, v, i, f = make_inputs(1, 1, 4, 4, False, seed=0)
-    valid = "valid: auto, parallel, parallel_autograd, chunkwise, recurrent"
+    valid = "valid: auto, parallel, parallel_autograd, chunkwise, recurrent, kernels"
     with pytest.raises(ValueError, match=valid):
         mlstm.mlstm(q, k, v, i, f, form="fast")
 

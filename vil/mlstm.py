@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vil import factor_cell
+from vil import factor_cell, kernels
 from vil.parallel_cell import ParallelCell
 
 EPS = 1e-6
@@ -219,6 +219,16 @@ def mlstm(q, k, v, igate, fgate, form: str = "auto", chunk_size: int = DEFAULT_C
         form = "chunkwise" if q.size(-2) > AUTO_CHUNK_THRESHOLD else "parallel"
     if form == "chunkwise":
         return chunkwise(q, k, v, igate, fgate, chunk_size=chunk_size)
+    if kernels.is_kernel_form(form):
+        return kernels.run(q, k, v, igate, fgate, form, chunk_size)
     if form not in FORMS:
-        raise ValueError(f"unknown mLSTM form {form!r}; valid: auto, {', '.join(FORMS)}")
+        raise ValueError(
+            f"unknown mLSTM form {form!r}; valid: auto, {', '.join(FORMS)}, "
+            "kernels or kernels:<name> (mlstm-kernels)"
+        )
     return FORMS[form](q, k, v, igate, fgate)
+
+
+def form_names() -> list[str]:
+    """Every valid ``form`` / ``cell`` name (kernel forms only where mlstm-kernels is installed)."""
+    return ["auto", *FORMS, *kernels.form_names()]
