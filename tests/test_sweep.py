@@ -118,3 +118,17 @@ def test_torchrun_two_process_trial(tmp_path):
     result = _result(tmp_path, "alternating-s0")
     assert result["state"] == "COMPLETE" and result["world_size"] == 2
     assert _rows(tmp_path)["alternating"]["state"] == "COMPLETE"
+
+
+def test_deviations_skip_synthetic_only_knobs_for_real_data():
+    from ablations.grid import deviations
+
+    paper = {"data": {"dataset": "imagenet100", "train_samples": 20000, "img_size": 128}}
+    synthetic = {"data": {"dataset": "synthetic", "train_samples": 2048, "img_size": 32}}
+    real = {"data": {"dataset": "imagefolder", "train_samples": 2048, "img_size": 128}}
+    got = deviations(synthetic, paper, "traversal", {}, {})
+    assert "data.train_samples: 2048 (synthetic data only)" in got
+    assert "data.img_size: 32 (paper: 128)" in got
+    assert deviations(real, paper, "traversal", {}, {}) == [
+        "data.dataset: imagefolder (paper: imagenet100)"
+    ]
