@@ -51,11 +51,12 @@ def parallel(
     """Stabilised parallel form: O(S^2 DH) time, O(S^2) memory per head.
 
     Runs as one autograd Function with a hand-written backward: the factorised decay of
-    vil/factor_cell.py when every head's gate range allows it (eager mode), else the general
-    stabilised form of vil/parallel_cell.py (always under torch.compile, which fuses its
-    element-wise passes and cannot branch on data).
+    vil/factor_cell.py when every head's gate range allows it (eager mode on CPU), else the
+    general stabilised form of vil/parallel_cell.py (always under torch.compile, which fuses
+    its element-wise passes and cannot branch on data, and on accelerators, where the range
+    check would cost a device-to-host sync in every block).
     """
-    if not torch.compiler.is_compiling():
+    if q.device.type == "cpu" and not torch.compiler.is_compiling():
         cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
         if factor_cell.factorisable(a):
             return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, cum, a, M, arg)
