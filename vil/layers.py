@@ -159,7 +159,8 @@ def headwise(
         xg = x.reshape(B, K, N, ng, group * bs).permute(1, 3, 0, 2, 4).reshape(P * ng, B * N, -1)
         y = torch.bmm(xg, dense).view(K, heads, gph, B, N, parts, r)
         y = y.permute(5, 3, 0, 1, 4, 2, 6)
-    return y.reshape(parts, B * K, heads, N, gph * r).unbind(0)
+    y = y.reshape(parts, B * K, heads, N, gph * r)
+    return (y.squeeze(0),) if parts == 1 else y.unbind(0)  # squeeze: a view, no backward copy
 
 
 def per_set_linear(
