@@ -76,6 +76,8 @@ def bench_one(
     info = {"params": vil.count_params(model), "gflops_fwd_per_image": vil.count_flops(model) / 1e9}
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
     labels = torch.randint(0, args.num_classes, (args.batch,), device=device)
+    if compiled:  # fresh dynamo caches: after 8 recompiles of the same code it runs eager
+        torch._dynamo.reset()
     runner = torch.compile(model) if compiled else model
     ctx = autocast_ctx(device)
     train_step, infer_step = make_steps(runner, images, labels, ctx)
