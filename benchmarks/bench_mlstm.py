@@ -17,12 +17,10 @@ import torch
 
 from benchmarks.common import (
     base_parser,
-    environment,
-    header_line,
     measure,
     print_table,
-    resolve_device,
-    set_threads,
+    start,
+    timing_defaults,
     write_json,
 )
 from vil import mlstm as cell
@@ -153,17 +151,12 @@ def parse_args(argv: list[str] | None = None):
     args.lengths = args.lengths or list(QUICK_LENGTHS if args.quick else FULL_LENGTHS)
     if args.quick:
         args.recurrent_max_len = min(args.recurrent_max_len, 128)
-    args.warmup = 1 if args.warmup is None else args.warmup
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    return args
+    return timing_defaults(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    env = environment(device, args.note)
-    print(header_line(env))
+    device, env = start(args)
     rows = []
     for length in sorted(args.lengths):
         rows.append(bench_length(args, length, device))

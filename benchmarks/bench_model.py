@@ -25,12 +25,10 @@ import vil
 from benchmarks import breakdown
 from benchmarks.common import (
     base_parser,
-    environment,
-    header_line,
     measure,
     print_table,
-    resolve_device,
-    set_threads,
+    start,
+    timing_defaults,
     write_json,
 )
 
@@ -128,8 +126,7 @@ def parse_args(argv: list[str] | None = None):
         args.size = "nano"
         args.traversals = args.traversals or list(QUICK_TRAVERSALS)
         args.batch = args.batch or 4
-    args.warmup = 1 if args.warmup is None else args.warmup
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    timing_defaults(args)
     args.traversals = args.traversals or list(vil.TRAVERSALS.names())
     return args
 
@@ -177,12 +174,9 @@ def report(rows: list[dict[str, Any]], args) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    set_threads(args.threads)
-    device = resolve_device(args.device)
+    device, env = start(args)
     if args.batch is None:
         args.batch = 256 if device.type == "cuda" else 32
-    env = environment(device, args.note)
-    print(header_line(env))
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     rows = []
     runs = [(t, m, c) for t in args.traversals for m in modes for c in args.cells]

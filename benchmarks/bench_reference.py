@@ -24,12 +24,10 @@ from benchmarks import reference_model as refm
 from benchmarks.bench_mlstm import make_inputs
 from benchmarks.common import (
     base_parser,
-    environment,
-    header_line,
     measure,
     print_table,
-    resolve_device,
-    set_threads,
+    start,
+    timing_defaults,
     write_json,
 )
 from vil import mlstm as cell
@@ -230,17 +228,13 @@ def parse_args(argv: list[str] | None = None):
         args.lengths = args.lengths or [128]
     args.lengths = args.lengths or [64, 256, 729, 1024]
     args.tokens = (args.img_size // 16) ** 2
-    args.warmup = 1 if args.warmup is None else args.warmup
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    timing_defaults(args)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    env = environment(device, args.note)
-    print(header_line(env))
+    device, env = start(args)
     cells = bench_cells(args, device)
     layer = bench_layer(args, device)
     model = bench_models(args)

@@ -302,3 +302,19 @@ def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'CPU shared')")
     return p
+
+
+def timing_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill --warmup / --repeats left unset: 1 warm-up; 1 timed call in --quick, else 3."""
+    args.warmup = 1 if args.warmup is None else args.warmup
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    return args
+
+
+def start(args: argparse.Namespace) -> tuple[torch.device, dict[str, Any]]:
+    """Every script's opening: threads, device, environment record, printed header line."""
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    env = environment(device, args.note)
+    print(header_line(env))
+    return device, env
