@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vil.parallel_cell import _f32
+from vil.parallel_cell import as_f32, gate_grads, normaliser_grads
 
 SAFE_RANGE = 60.0  # max over heads of max(a) - min(a) for the factorised form
 _LOWER: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
@@ -48,22 +48,18 @@ def factorisable(a: torch.Tensor) -> bool:
     return bool((a.amax(-1) - a.amin(-1)).max() <= SAFE_RANGE)
 
 
-def _rev_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x.flip(dim).cumsum(dim).flip(dim)
-
-
 class FactorCell(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, igate, fgate, eps: float, cum, a, M, arg):
         c = (a.amax(-1, keepdim=True) + a.amin(-1, keepdim=True)) / 2
         u = torch.exp(c - M).float().mul_(q.size(-1) ** -0.5).unsqueeze(-1)  # scale folded in
         w = torch.exp(a - c).float().unsqueeze(-1)
-        qs, ks = _f32(q) * u, _f32(k) * w
+        qs, ks = as_f32(q) * u, as_f32(k) * w
         C = (qs @ ks.transpose(-1, -2)).mul_(_lower(q.size(-2), qs.dtype, q.device))
         rowsum = C.sum(-1)
         floor = torch.exp(-(cum + M)).float()  # exp(-m)
         denom = torch.maximum(rowsum.abs(), floor) + eps
-        Y = C @ _f32(v)  # saved instead of h (dynamo rejects saving an output)
+        Y = C @ as_f32(v)  # saved instead of h (dynamo rejects saving an output)
         ctx.save_for_backward(v, fgate, qs, ks, u, w, C, Y, rowsum, floor, denom, arg)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, igate.dtype, fgate.dtype)
         return (Y / denom.unsqueeze(-1)).to(q.dtype)
@@ -71,22 +67,18 @@ class FactorCell(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         v, fgate, qs, ks, u, w, C, Y, rowsum, floor, denom, arg = ctx.saved_tensors
-        dh = _f32(dh)
-        dY = dh / denom.unsqueeze(-1)
+        dY, drow, dm = normaliser_grads(as_f32(dh), Y, rowsum, floor, denom)
         dv = C.transpose(-1, -2) @ dY
-        ddenom = -(dh * Y).sum(-1) / denom.square()  # h = Y / denom
-        use_row = rowsum.abs() >= floor
-        drow = torch.where(use_row, ddenom * rowsum.sign(), 0.0).unsqueeze(-1)
-        dm = torch.where(use_row, 0.0, -ddenom * floor).double()  # d exp(-m) / dm = -exp(-m)
-        dC = (dY @ _f32(v).transpose(-1, -2)).add_(drow).mul_(_lower(C.size(-1), C.dtype, C.device))
+        dC = (
+            (dY @ as_f32(v).transpose(-1, -2))
+            .add_(drow)
+            .mul_(_lower(C.size(-1), C.dtype, C.device))
+        )
         dqs = dC @ ks
         dks = dC.transpose(-1, -2) @ qs
         dlogu = (dqs * qs).sum(-1).double()  # d/d log u; log u = c - M
         dlogw = (dks * ks).sum(-1).double()  # d/d log w; log w = a - c
-        dM = dm - dlogu
-        da = dlogw.scatter_add(-1, arg, dM)  # cummax: M[t] = a[arg[t]]
-        dcum = dm - da  # m = cum + M and a = i - cum
-        dfgate = _rev_cumsum(dcum, -1) * torch.sigmoid(-fgate.double())
+        da, dfgate = gate_grads(dlogw, dm - dlogu, dm, arg, fgate)
         dq, dk = dqs * u, dks * w
         grads = (dq, dk, dv, da, dfgate)
         return (

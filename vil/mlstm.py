@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vil import factor_cell, kernels
-from vil.parallel_cell import ParallelCell
+from vil.parallel_cell import ParallelCell, as_f32
 
 EPS = 1e-6
 AUTO_CHUNK_THRESHOLD = 768  # "auto": chunkwise above this many tokens (benchmarks/bench_mlstm.py)
@@ -57,9 +57,9 @@ def parallel(
     check would cost a device-to-host sync in every block).
     """
     if q.device.type == "cpu" and not torch.compiler.is_compiling():
-        cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
-        if factor_cell.factorisable(a):
-            return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, cum, a, M, arg)
+        terms = factor_cell.log_decay_terms(igate, fgate)
+        if factor_cell.factorisable(terms[1]):
+            return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, *terms)
     return _in_fp32(ParallelCell, q, k, v, igate, fgate, eps)
 
 
@@ -71,8 +71,7 @@ def _in_fp32(cell: type[torch.autograd.Function], q, k, v, igate, fgate, *rest) 
     float32 anyway. The cell is a small share of the FLOPs at ViL's sequence lengths.
     """
     with torch.autocast(q.device.type, enabled=False):
-        f32 = (t if t.dtype == torch.float32 else t.float() for t in (q, k, v, igate, fgate))
-        return cell.apply(*f32, *rest).to(q.dtype)
+        return cell.apply(*map(as_f32, (q, k, v, igate, fgate)), *rest).to(q.dtype)
 
 
 def parallel_stable(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
@@ -82,8 +81,8 @@ def parallel_stable(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
 
 def parallel_factorised(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
     """The factorised parallel form, forced (accurate only within ``factor_cell.SAFE_RANGE``)."""
-    cum, a, M, arg = factor_cell.log_decay_terms(igate, fgate)
-    return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, cum, a, M, arg)
+    terms = factor_cell.log_decay_terms(igate, fgate)
+    return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, *terms)
 
 
 def parallel_autograd(

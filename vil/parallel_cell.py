@@ -20,7 +20,7 @@ import torch.nn.functional as F
 _MASKS: dict[tuple[int, torch.device], torch.Tensor] = {}
 
 
-def _f32(t: torch.Tensor) -> torch.Tensor:
+def as_f32(t: torch.Tensor) -> torch.Tensor:
     """float32 without the no-op ``.float()`` alias, which torch.compile refuses to save."""
     return t if t.dtype == torch.float32 else t.float()
 
@@ -33,6 +33,34 @@ def _upper(S: int, device: torch.device) -> torch.Tensor:
     return _MASKS[key]
 
 
+def rev_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Suffix sums along ``dim``."""
+    return x.flip(dim).cumsum(dim).flip(dim)
+
+
+def normaliser_grads(dh, Y, rowsum, floor, denom):
+    """Backward of ``h = Y / (max(|rowsum|, floor) + eps)`` with floor = exp(-m).
+
+    Returns dY, the gradient reaching every row sum's terms (B, NH, S, 1), and dm (float64).
+    """
+    dY = dh / denom.unsqueeze(-1)
+    ddenom = -(dh * Y).sum(-1) / denom.square()  # h = Y / denom
+    use_row = rowsum.abs() >= floor
+    drow = torch.where(use_row, ddenom * rowsum.sign(), 0.0).unsqueeze(-1)
+    dm = torch.where(use_row, 0.0, -ddenom * floor).double()  # d exp(-m) / dm = -exp(-m)
+    return dY, drow, dm
+
+
+def gate_grads(da, dM, dm, arg, fgate):
+    """Gate gradients from those of a = i - cum, M = cummax(a) and m = cum + M (float64).
+
+    Returns (d igate, d fgate) in float64.
+    """
+    da = da.scatter_add(-1, arg, dM)  # cummax: M[t] = a[arg[t]]
+    dcum = dm - da  # m = cum + M and a = i - cum
+    return da, rev_cumsum(dcum, -1) * torch.sigmoid(-fgate.double())
+
+
 class ParallelCell(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, igate, fgate, eps: float):
@@ -43,11 +71,11 @@ class ParallelCell(torch.autograd.Function):
         diff = (a.unsqueeze(-2) - M.unsqueeze(-1)).float()
         # out of place: torch.compile refuses to save the alias an in-place op returns
         D = diff.masked_fill(_upper(q.size(-2), q.device), -torch.inf).exp()
-        C = _f32(q @ k.transpose(-1, -2)) * D * scale
+        C = as_f32(q @ k.transpose(-1, -2)) * D * scale
         rowsum = C.sum(dim=-1)
         floor = torch.exp(-(cum + M)).float()  # exp(-m)
         denom = torch.maximum(rowsum.abs(), floor) + eps
-        Y = _f32(C.to(v.dtype) @ v)  # saved instead of h (dynamo rejects saving an output)
+        Y = as_f32(C.to(v.dtype) @ v)  # saved instead of h (dynamo rejects saving an output)
         ctx.save_for_backward(q, k, v, fgate, C, D, Y, rowsum, floor, denom, arg)
         ctx.scale = scale
         return (Y / denom.unsqueeze(-1)).to(q.dtype)
@@ -55,26 +83,16 @@ class ParallelCell(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         q, k, v, fgate, C, D, Y, rowsum, floor, denom, arg = ctx.saved_tensors
-        dh = _f32(dh)
-        dY = dh / denom.unsqueeze(-1)
-        vf = _f32(v)
+        dY, drow, dm = normaliser_grads(as_f32(dh), Y, rowsum, floor, denom)
+        vf = as_f32(v)
         dv = C.transpose(-1, -2) @ dY
         dC = dY @ vf.transpose(-1, -2)
-        ddenom = -(dh * Y).sum(-1) / denom.square()  # h = Y / denom
-        use_row = rowsum.abs() >= floor
-        drow = torch.where(use_row, ddenom * rowsum.sign(), 0.0)
-        dm = torch.where(use_row, 0.0, -ddenom * floor).double()  # d exp(-m) / dm = -exp(-m)
-        dC.add_(drow.unsqueeze(-1))
+        dC.add_(drow)
         dQK = (dC * D).mul_(ctx.scale)
-        dq = dQK @ _f32(k)
-        dk = dQK.transpose(-1, -2) @ _f32(q)
+        dq = dQK @ as_f32(k)
+        dk = dQK.transpose(-1, -2) @ as_f32(q)
         dE = dC.mul_(C)  # d/d(logD - m): C = QK * D and D' = D
-        da = dE.sum(dim=-2).double()
-        dM = dm - dE.sum(dim=-1).double()
-        da = da.scatter_add(-1, arg, dM)  # cummax: M[t] = a[arg[t]]
-        dcum = dm - da  # m = cum + M and a = i - cum
-        dlogf = dcum.flip(-1).cumsum(-1).flip(-1)
-        dfgate = dlogf * torch.sigmoid(-fgate.double())
+        da, dfgate = gate_grads(dE.sum(-2).double(), dm - dE.sum(-1).double(), dm, arg, fgate)
         return (
             dq.to(q.dtype),
             dk.to(k.dtype),
