@@ -8,7 +8,9 @@ Each worker count runs the same grid from scratch in its own results folder thro
 project's CLI (``vil-ablate sweep``), so Optuna, process start-up and checkpointing are
 included. Per trial it reads ``train_time_s`` from the runs' ``result.json``; "overhead" is
 wall time x workers / trials minus the mean training time (start-up, Optuna, evaluation
-outside the training clock, idle workers at the end of the grid).
+outside the training clock, idle workers at the end of the grid). The storage's own share is
+measured apart (benchmarks/storage_overhead.py): the same worker counts drain a queue of
+trials that train nothing, on the journal file or on ``--storage URL`` (e.g. PostgreSQL).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import storage_overhead
 from benchmarks.common import (
     base_parser,
     environment,
@@ -59,6 +62,29 @@ def run_sweep(args, workers: int, results: Path) -> dict[str, Any]:
     }
 
 
+def bench_storage(args) -> list[dict[str, Any]]:
+    """Storage cost per trial at each worker count (fresh study each; nothing trained)."""
+    if args.storage_trials <= 0:
+        return []
+    if args.storage and len(args.workers) > 1:
+        print("note: with --storage URL each worker count adds its trials to the same study")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vil-storage-bench-") as tmp:
+        for w in args.workers:
+            rows.append(storage_overhead.measure(w, args.storage_trials, Path(tmp) / f"w{w}",
+                                                 args.storage))  # fmt: skip
+    print_table(
+        f"Storage cost per trial ({args.storage or 'journal file'}; {args.storage_trials} "
+        "trials that train nothing)",
+        ["workers", "trials", "wall s", "trials/s", "storage ms / trial / worker"],
+        [
+            [r["workers"], r["trials"], r["wall_s"], r["trials_per_s"], r["storage_ms_per_trial"]]
+            for r in rows
+        ],  # fmt: skip
+    )
+    return rows
+
+
 def parse_args(argv: list[str] | None = None):
     p = base_parser(__doc__.splitlines()[0], "results/bench_sweep_scaling.json")
     p.add_argument("--experiment", default="table2")
@@ -68,9 +94,18 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--timeout", type=int, default=3600, help="seconds per sweep")
     p.add_argument("--keep", default=None, help="keep the sweeps' results under this folder")
+    p.add_argument(
+        "--storage-trials",
+        type=int,
+        default=200,
+        help="trials per worker count in the storage-overhead phase (0: skip)",
+    )
+    p.add_argument(
+        "--storage", default=None, help="storage URL for that phase (default: a fresh journal file)"
+    )
     args = p.parse_args(argv)
     if args.quick:
-        args.variants, args.workers = "alternating", [1]
+        args.variants, args.workers, args.storage_trials = "alternating", [1], 10
     return args
 
 
@@ -117,8 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],  # fmt: skip
     )
     print("Worker processes share the machine's cores (the harness splits torch threads).")
+    store = bench_storage(args)
     payload = {"benchmark": "sweep_scaling", "environment": env, "settings": vars(args),
-               "results": rows}  # fmt: skip
+               "results": rows, "storage": store}  # fmt: skip
     print(f"wrote {write_json(args.out, payload)}")
     return payload
 

@@ -116,3 +116,20 @@ def test_bench_sweep_scaling_quick(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["benchmark"] == "sweep_scaling"
     assert data["results"][0]["workers"] == 1 and data["results"][0]["trials"] == 1
+    assert "Storage cost per trial" in proc_out
+    store = data["storage"][0]  # every enqueued trial claimed exactly once
+    assert store["workers"] == 1 and store["trials"] == 10 and store["storage_ms_per_trial"] > 0
+
+
+def test_storage_overhead_workers_share_one_queue(tmp_path: Path) -> None:
+    """Two workers on one journal drain the queue: every trial COMPLETE, each claimed once."""
+    import optuna
+
+    from benchmarks import storage_overhead
+
+    row = storage_overhead.measure(2, 12, tmp_path)
+    assert row["workers"] == 2 and row["trials"] == 12
+    study = storage_overhead._open(None, tmp_path)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 12
+    assert len({t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}) <= 2

@@ -1,0 +1,84 @@
+"""Optuna storage cost per trial with W workers sharing one storage, and nothing to train.
+
+Each worker process repeats a sweep worker's storage calls for one trial (claim a WAITING
+trial, record its params and worker, set the result attributes, tell) until the queue is
+empty, on the same storage a sweep uses (the journal file by default, or ``--storage URL``).
+What it measures is the storage's share of a trial's wall time, and whether it grows when
+workers contend for the same file or database.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ablations import storage
+from ablations.sweep import RESULT_KEYS
+
+STUDY = "storage-bench"
+
+
+def _open(url: str | None, exp_dir: Path) -> optuna.Study:
+    st = storage.open_storage(url, exp_dir)
+    return optuna.create_study(study_name=STUDY, storage=st, direction="maximize",
+                               load_if_exists=True)  # fmt: skip
+
+
+def _one_trial(study: optuna.Study) -> bool:
+    """The storage calls of one sweep trial; False when nothing is WAITING."""
+    trial = storage.claim_waiting(study)
+    if trial is None:
+        return False
+    trial.suggest_categorical("variant", ["uni", "bi"])
+    trial.suggest_int("seed", 0, 2**31 - 1)
+    trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+    for k in RESULT_KEYS:
+        trial.set_user_attr(k, 1.0)
+    study.tell(trial, 0.5)
+    return True
+
+
+def _worker(url: str | None, exp_dir: str, ready: Any, out: Any) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _open(url, Path(exp_dir))
+    ready.wait()  # every worker has imported and opened the storage: the clock starts
+    t0, n = time.perf_counter(), 0
+    while _one_trial(study):
+        n += 1
+    out.put((n, time.perf_counter() - t0))
+
+
+def measure(workers: int, trials: int, exp_dir: Path, url: str | None = None) -> dict[str, Any]:
+    """Enqueue ``trials`` trials, drain them with ``workers`` processes: per-trial cost."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    study = _open(url, exp_dir)
+    for i in range(trials):
+        study.enqueue_trial({"variant": "uni", "seed": i}, user_attrs={"variant": "uni"})
+    ctx = mp.get_context("spawn")
+    ready, out = ctx.Barrier(workers + 1), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, str(exp_dir), ready, out))
+             for _ in range(workers)]  # fmt: skip
+    for p in procs:
+        p.start()
+    ready.wait(timeout=300)
+    t0 = time.perf_counter()
+    done = [out.get(timeout=600) for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    n = sum(d[0] for d in done)
+    if n != trials:
+        raise RuntimeError(f"storage benchmark: {n} of {trials} trials claimed (lost or doubled)")
+    return {
+        "workers": workers,
+        "trials": n,
+        "wall_s": wall,
+        "trials_per_s": n / wall,
+        "storage_ms_per_trial": 1e3 * sum(d[1] for d in done) / n,  # worker time per trial
+    }
