@@ -66,11 +66,11 @@ def causal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
 def _shifted_madd(out: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, sign: int) -> None:
     """out[n] += x[n - sign*s] * taps[s] for s = 1..S-1, in place (taps (P, C, S))."""
     N = x.size(-2)
-    for s in range(1, min(taps.size(-1), N)):
+    for s in range(1, min(taps.size(-1), N)):  # addcmul_: one pass, no product temporary
         if sign > 0:  # forward: look s tokens back
-            out[..., s:, :] += x[..., : N - s, :] * taps[:, None, :, s]
+            out[..., s:, :].addcmul_(x[..., : N - s, :], taps[:, None, :, s])
         else:  # backward: gradient flows s tokens forward
-            out[..., : N - s, :] += x[..., s:, :] * taps[:, None, :, s]
+            out[..., : N - s, :].addcmul_(x[..., s:, :], taps[:, None, :, s])
 
 
 class _CausalConv(torch.autograd.Function):
@@ -78,7 +78,7 @@ class _CausalConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         taps = weight.flip(-1)  # taps[s] multiplies the token s steps back
-        out = x * taps[:, None, :, 0] + bias[:, None, :]
+        out = torch.addcmul(bias[:, None, :], x, taps[:, None, :, 0])
         _shifted_madd(out, x, taps, +1)
         return out
 
