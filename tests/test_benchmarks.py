@@ -96,6 +96,9 @@ def test_bench_reference_quick(tmp_path: Path) -> None:
     data = load(out, "reference")
     assert data["cells"] and data["model"]["ours"]["images_per_s"] > 0
     assert data["model"]["speedup_vs_reference"] > 0
+    assert "where our step's time goes" in stdout
+    split = data["model"]["ours"]["op_split"]
+    assert split["products_s"] > 0 and split["products_gflop"] > 0 and split["other_s"] > 0
     for row in data["cells"]:  # a missing peer package is reported, never an error
         assert "skipped" in row or row["max_rel_diff_vs_our_parallel"] < 1e-4
 
@@ -133,3 +136,21 @@ def test_storage_overhead_workers_share_one_queue(tmp_path: Path) -> None:
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [optuna.trial.TrialState.COMPLETE] * 12
     assert len({t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}) <= 2
+
+
+def test_op_split_counts_product_flops_and_times_each_operator() -> None:
+    """FLOPs per product kind (the added tensor of addmm is skipped), and one timed step of
+    known products recovers their FLOPs and names the other operators."""
+    import torch
+
+    from benchmarks import op_split
+
+    a, b, c = torch.randn(64, 32), torch.randn(32, 16), torch.randn(8, 16, 4)
+    assert op_split.product_flops("aten.mm.default", (a, b)) == 2 * 64 * 32 * 16
+    assert op_split.product_flops("aten.addmm.default", (b[0], a, b)) == 2 * 64 * 32 * 16
+    assert op_split.product_flops("aten.bmm.default", (c.transpose(1, 2), c)) == 8 * 2 * 4 * 16 * 4
+    assert op_split.product_flops("aten.add.Tensor", (a, a)) == 0.0
+    sp = op_split.split(lambda: (a @ b).relu().view(8, 8, 16).bmm(c))
+    assert sp["products_gflop"] * 1e9 == 2 * 64 * 32 * 16 + 8 * 2 * 8 * 16 * 4
+    assert "aten.relu.default" in sp["other_largest_s"]
+    assert 0 < sp["products_s"] + sp["other_s"] <= sp["step_s"]
