@@ -111,14 +111,35 @@ def test_folded_gates_equal_gates_on_concatenated_qkv(sets):
         assert torch.allclose(g, w, atol=1e-10)
 
 
-def test_head_norm_normalises_each_head_and_adds_the_base():
+def test_head_norm_normalises_each_head_and_adds_the_skip():
     B, K, NH, N, DH = 2, 3, 3, 5, 4
     h = torch.randn(B * K, NH, N, DH) * 3 + 1
-    base = torch.randn(B, K, N, NH * DH)
-    weight = torch.rand(1, NH * DH) + 0.5
-    out = layers.head_norm(h, weight, base)
-    normed = ((out - base) / weight).view(B, K, N, NH, DH)
+    c = torch.randn(B, K, N, NH * DH)
+    weight, skip = torch.rand(1, NH * DH) + 0.5, torch.randn(1, NH * DH)
+    out = layers.head_norm(h, weight, c, skip)
+    normed = ((out - skip * c) / weight).view(B, K, N, NH, DH)
     assert torch.allclose(normed.mean(-1), torch.zeros(()), atol=1e-5)
     assert torch.allclose(normed.var(-1, unbiased=False), torch.ones(()), atol=1e-3)
     # token n of head j is the cell's (j, n) row
     assert torch.allclose(normed[1, 2, 4, 1], F.layer_norm(h[5, 1, 4], (DH,)), atol=1e-5)
+
+
+@pytest.mark.parametrize("sets", [1, 3])
+def test_head_norm_gradients_equal_autograd_of_the_formula(sets):
+    """The hand-written backward (per-set weight sums) against autograd, float64."""
+    B, K, NH, N, DH = 2, 3, 2, 5, 4
+    C = NH * DH
+    h = torch.randn(B * K, NH, N, DH, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(B, K, N, C, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(sets, C, dtype=torch.float64, requires_grad=True)
+    skip = torch.randn(sets, C, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(B, K, N, C, dtype=torch.float64)
+    hn = F.layer_norm(h, (DH,), eps=1e-5).view(B, K, NH, N, DH).transpose(2, 3)
+    ref = skip[:, None, :] * c + (hn.reshape(B, K, N, C) * weight[:, None, :])
+    out = layers.head_norm(h, weight, c, skip)
+    assert torch.allclose(out, ref, atol=1e-12)
+    inputs = (h, c, weight, skip)
+    got = torch.autograd.grad(out, inputs, grad)
+    want = torch.autograd.grad(ref, inputs, grad)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-10)

@@ -126,7 +126,7 @@ class MLSTMLayer(nn.Module):
             wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
             gates = layers.per_set_linear(c, wc, self.gate_bias) + layers.per_set_linear(xs, wx)
         h = self._cell(q, k, v, gates)
-        h = layers.head_norm(h, self.norm_weight, self.skip[:, None, :] * c)
+        h = layers.head_norm(h, self.norm_weight, c, self.skip)
         return self.proj_down(self._from_directions(h) * F.silu(z))
 
     def _to_directions_sets(self, c: torch.Tensor) -> torch.Tensor:

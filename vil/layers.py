@@ -88,17 +88,14 @@ class _CausalConv(torch.autograd.Function):
         taps, N = weight.flip(-1), x.size(-2)
         dx = grad * taps[:, None, :, 0]
         _shifted_madd(dx, grad, taps, -1)
-        sets = weight.size(0)  # sum over batch and tokens; over directions too if shared
-
-        def reduce(t: torch.Tensor) -> torch.Tensor:
-            t = t.sum(0).sum(1)  # (K, C); 15x faster on CPU than one sum over dims (0, 2)
-            return t.sum(0, keepdim=True) if sets == 1 else t
-
-        cols = [reduce(grad * x)]
-        cols += [reduce(grad[..., s:, :] * x[..., : N - s, :]) for s in range(1, taps.size(-1))]
+        P = weight.size(0)  # sum over batch and tokens; over directions too if shared
+        cols = [sum_to_sets(grad * x, P)]
+        cols += [
+            sum_to_sets(grad[..., s:, :] * x[..., : N - s, :], P) for s in range(1, taps.size(-1))
+        ]
         cols += [torch.zeros_like(cols[0])] * (taps.size(-1) - len(cols))  # W > N
         dweight = torch.stack(cols[::-1], dim=-1)
-        return dx, dweight, reduce(grad)
+        return dx, dweight, sum_to_sets(grad, P)
 
 
 def grid_conv(
@@ -231,19 +228,50 @@ def fold_gates(
 
 
 def head_norm(
-    h: torch.Tensor, weight: torch.Tensor, base: torch.Tensor, eps: float = 1e-5
+    h: torch.Tensor, weight: torch.Tensor, c: torch.Tensor, skip: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:
-    """``base + GroupNorm(h) * weight``: per-head normalisation (weight only) plus a residual.
+    """``skip * c + GroupNorm(h) * weight``: per-head normalisation (weight only) plus the
+    learnable skip of the conv output.
 
-    h (B*K, NH, N, DH) head-major as the cell returns it, weight (P, NH*DH), base (B, K, N, C)
-    token-major. Why fused: the head-major -> token-major layout change is done by the one
-    ``addcmul`` pass that adds the residual, not by a separate copy.
+    h (B*K, NH, N, DH) head-major as the cell returns it, c (B, K, N, C) token-major,
+    weight and skip (P, C) with P = K or 1. Why fused: the head-major -> token-major layout
+    change is done by the one ``addcmul`` pass that adds the skip, not by a separate copy.
     """
     BK, NH, N, DH = h.shape
-    B, K = base.shape[:2]
+    B, K = c.shape[:2]
     hn = F.layer_norm(h, (DH,), eps=eps).view(B, K, NH, N, DH).transpose(2, 3)
-    w = weight.view(weight.size(0), 1, NH, DH)
-    return torch.addcmul(base.view(B, K, N, NH, DH), hn, w).view(B, K, N, NH * DH)
+    out = _SkipAffine.apply(c.view(B, K, N, NH, DH), skip, hn, weight)
+    return out.view(B, K, N, NH * DH)
+
+
+def sum_to_sets(t: torch.Tensor, sets: int) -> torch.Tensor:
+    """Sum (B, K, N, ...) over batch and tokens (and over K when ``sets`` is 1) -> (sets, ...).
+
+    Why: autograd reduces a broadcast weight's gradient with one sum over dims (0, 2), which
+    CPU runs several times slower than two single-axis sums.
+    """
+    t = t.sum(0).sum(1)
+    return t.sum(0, keepdim=True) if sets == 1 else t
+
+
+class _SkipAffine(torch.autograd.Function):
+    """``c * skip + hn * weight`` on (B, K, N, NH, DH) views, weights (P, NH*DH) per set."""
+
+    @staticmethod
+    def forward(ctx, c, skip, hn, weight):
+        P, NH, DH = skip.size(0), c.size(-2), c.size(-1)
+        s, w = skip.view(P, 1, NH, DH), weight.view(P, 1, NH, DH)
+        ctx.save_for_backward(c, skip, hn, weight)
+        return torch.addcmul(c * s, hn, w)
+
+    @staticmethod
+    def backward(ctx, g):
+        c, skip, hn, weight = ctx.saved_tensors
+        P, NH, DH = skip.size(0), c.size(-2), c.size(-1)
+        s, w = skip.view(P, 1, NH, DH), weight.view(P, 1, NH, DH)
+        dskip = sum_to_sets(g * c, P).reshape(P, -1)
+        dweight = sum_to_sets(g * hn, P).reshape(P, -1)
+        return g * s, dskip, g * w, dweight
 
 
 class DropPath(nn.Module):
