@@ -66,8 +66,6 @@ def bench_storage(args) -> list[dict[str, Any]]:
     """Storage cost per trial at each worker count (fresh study each; nothing trained)."""
     if args.storage_trials <= 0:
         return []
-    if args.storage and len(args.workers) > 1:
-        print("note: with --storage URL each worker count adds its trials to the same study")
     rows = []
     with tempfile.TemporaryDirectory(prefix="vil-storage-bench-") as tmp:
         for w in args.workers:
@@ -103,6 +101,11 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument(
         "--storage", default=None, help="storage URL for that phase (default: a fresh journal file)"
     )
+    p.add_argument(
+        "--storage-only",
+        action="store_true",
+        help="skip the sweeps: only measure the storage (e.g. a cluster's database)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.variants, args.workers, args.storage_trials = "alternating", [1], 10
@@ -115,6 +118,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.device = str(device)
     env = environment(device, args.note)
     print(header_line(env))
+    rows = [] if args.storage_only else bench_sweeps(args)
+    store = bench_storage(args)
+    payload = {"benchmark": "sweep_scaling", "environment": env, "settings": vars(args),
+               "results": rows, "storage": store}  # fmt: skip
+    print(f"wrote {write_json(args.out, payload)}")
+    return payload
+
+
+def bench_sweeps(args) -> list[dict[str, Any]]:
+    """The same grid from scratch with each worker count; speed-up over one worker."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="vil-sweep-bench-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
@@ -152,11 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],  # fmt: skip
     )
     print("Worker processes share the machine's cores (the harness splits torch threads).")
-    store = bench_storage(args)
-    payload = {"benchmark": "sweep_scaling", "environment": env, "settings": vars(args),
-               "results": rows, "storage": store}  # fmt: skip
-    print(f"wrote {write_json(args.out, payload)}")
-    return payload
+    return rows
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from ablations.sweep import RESULT_KEYS
 STUDY = "storage-bench"
 
 
-def _open(url: str | None, exp_dir: Path) -> optuna.Study:
+def _open(url: str | None, exp_dir: Path, name: str) -> optuna.Study:
     st = storage.open_storage(url, exp_dir)
-    return optuna.create_study(study_name=STUDY, storage=st, direction="maximize",
+    return optuna.create_study(study_name=name, storage=st, direction="maximize",
                                load_if_exists=True)  # fmt: skip
 
 
@@ -43,9 +44,9 @@ def _one_trial(study: optuna.Study) -> bool:
     return True
 
 
-def _worker(url: str | None, exp_dir: str, ready: Any, out: Any) -> None:
+def _worker(url: str | None, exp_dir: str, name: str, ready: Any, out: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open(url, Path(exp_dir))
+    study = _open(url, Path(exp_dir), name)
     ready.wait()  # every worker has imported and opened the storage: the clock starts
     t0, n = time.perf_counter(), 0
     while _one_trial(study):
@@ -54,15 +55,16 @@ def _worker(url: str | None, exp_dir: str, ready: Any, out: Any) -> None:
 
 
 def measure(workers: int, trials: int, exp_dir: Path, url: str | None = None) -> dict[str, Any]:
-    """Enqueue ``trials`` trials, drain them with ``workers`` processes: per-trial cost."""
+    """Enqueue ``trials`` trials in a new study, drain them with ``workers`` processes."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    study = _open(url, exp_dir)
+    name = f"{STUDY}-{workers}w-{uuid.uuid4().hex[:8]}"  # a fresh study on a shared server too
+    study = _open(url, exp_dir, name)
     for i in range(trials):
         study.enqueue_trial({"variant": "uni", "seed": i}, user_attrs={"variant": "uni"})
     ctx = mp.get_context("spawn")
     ready, out = ctx.Barrier(workers + 1), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, str(exp_dir), ready, out))
+    procs = [ctx.Process(target=_worker, args=(url, str(exp_dir), name, ready, out))
              for _ in range(workers)]  # fmt: skip
     for p in procs:
         p.start()
@@ -76,6 +78,7 @@ def measure(workers: int, trials: int, exp_dir: Path, url: str | None = None) ->
     if n != trials:
         raise RuntimeError(f"storage benchmark: {n} of {trials} trials claimed (lost or doubled)")
     return {
+        "study": name,
         "workers": workers,
         "trials": n,
         "wall_s": wall,

@@ -132,7 +132,7 @@ def test_storage_overhead_workers_share_one_queue(tmp_path: Path) -> None:
 
     row = storage_overhead.measure(2, 12, tmp_path)
     assert row["workers"] == 2 and row["trials"] == 12
-    study = storage_overhead._open(None, tmp_path)
+    study = storage_overhead._open(None, tmp_path, row["study"])
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [optuna.trial.TrialState.COMPLETE] * 12
     assert len({t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}) <= 2

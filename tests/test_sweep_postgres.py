@@ -92,3 +92,14 @@ def test_killed_worker_trial_is_retried_from_checkpoint(pg_url, tmp_path):  # no
     assert result["state"] == "COMPLETE" and result["resumed_from"]["epoch"] >= 1
     rows = list(csv.DictReader(open(tmp_path / "table2" / "runs.csv")))
     assert {r["state"] for r in rows} == {"COMPLETE"} and len(rows) == 2
+
+
+def test_storage_benchmark_on_postgres_claims_each_trial_once(pg_url, tmp_path):  # noqa: F811
+    """bench_sweep_scaling's storage phase on PostgreSQL: 3 workers drain 15 trials."""
+    from benchmarks import storage_overhead
+
+    url = new_database(pg_url)
+    row = storage_overhead.measure(3, 15, tmp_path, url)
+    assert row["trials"] == 15 and row["storage_ms_per_trial"] > 0
+    study = optuna.load_study(study_name=row["study"], storage=url)
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 15
