@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -68,9 +70,16 @@ def measure(workers: int, trials: int, exp_dir: Path, url: str | None = None) ->
              for _ in range(workers)]  # fmt: skip
     for p in procs:
         p.start()
-    ready.wait(timeout=300)
-    t0 = time.perf_counter()
-    done = [out.get(timeout=600) for _ in procs]
+    try:
+        ready.wait(timeout=120)  # start-up is seconds; a crashed worker never arrives
+        t0 = time.perf_counter()
+        done = [out.get(timeout=600) for _ in procs]
+    except (threading.BrokenBarrierError, queue.Empty):
+        codes = [p.exitcode for p in procs]
+        for p in procs:
+            p.kill()
+        raise RuntimeError(f"storage benchmark: a worker on {url or exp_dir} did not finish "
+                           f"(exit codes {codes}; see its traceback above)") from None  # fmt: skip
     wall = time.perf_counter() - t0
     for p in procs:
         p.join()
