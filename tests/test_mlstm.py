@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vil import factor_cell, mlstm
+from vil import factor_cell, mlstm, parallel_cell
 
 
 def reference(q, k, v, i, f):
@@ -48,7 +48,7 @@ CASES = [(1, 1, 1, 8), (2, 3, 7, 8), (1, 2, 64, 16), (2, 1, 257, 8)]
 
 
 def _decay(q, k, v, i, f) -> torch.Tensor:
-    return factor_cell.log_decay_terms(i, f)[1]
+    return parallel_cell.log_decay_terms(i, f)[1]
 
 
 def test_parallel_dispatches_by_gate_range():

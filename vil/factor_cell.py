@@ -19,7 +19,6 @@ Wider ranges (long products of tiny forget gates, spiking input gates) use
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from vil.parallel_cell import as_f32, gate_grads, normaliser_grads
 
@@ -33,14 +32,6 @@ def _lower(S: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if key not in _LOWER:
         _LOWER[key] = torch.ones(S, S, dtype=dtype, device=device).tril()
     return _LOWER[key]
-
-
-def log_decay_terms(igate: torch.Tensor, fgate: torch.Tensor):
-    """float64 ``cum = cumsum(logsigmoid(f))``, ``a = i - cum``, ``M, arg = cummax(a)``."""
-    cum = F.logsigmoid(fgate.detach().double()).cumsum(-1)
-    a = igate.detach().double() - cum
-    M, arg = a.cummax(dim=-1)
-    return cum, a, M, arg
 
 
 def factorisable(a: torch.Tensor) -> bool:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vil import factor_cell, kernels
-from vil.parallel_cell import ParallelCell, as_f32
+from vil.parallel_cell import ParallelCell, as_f32, log_decay_terms
 
 EPS = 1e-6
 AUTO_CHUNK_THRESHOLD = 768  # "auto": chunkwise above this many tokens (benchmarks/bench_mlstm.py)
@@ -57,7 +57,7 @@ def parallel(
     check would cost a device-to-host sync in every block).
     """
     if q.device.type == "cpu" and not torch.compiler.is_compiling():
-        terms = factor_cell.log_decay_terms(igate, fgate)
+        terms = log_decay_terms(igate, fgate)
         if factor_cell.factorisable(terms[1]):
             return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, *terms)
     return _in_fp32(ParallelCell, q, k, v, igate, fgate, eps)
@@ -81,7 +81,7 @@ def parallel_stable(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
 
 def parallel_factorised(q, k, v, igate, fgate, eps: float = EPS) -> torch.Tensor:
     """The factorised parallel form, forced (accurate only within ``factor_cell.SAFE_RANGE``)."""
-    terms = factor_cell.log_decay_terms(igate, fgate)
+    terms = log_decay_terms(igate, fgate)
     return _in_fp32(factor_cell.FactorCell, q, k, v, igate, fgate, eps, *terms)
 
 

@@ -33,6 +33,14 @@ def _upper(S: int, device: torch.device) -> torch.Tensor:
     return _MASKS[key]
 
 
+def log_decay_terms(igate: torch.Tensor, fgate: torch.Tensor):
+    """float64 ``cum = cumsum(logsigmoid(f))``, ``a = i - cum``, ``M, arg = cummax(a)``."""
+    cum = F.logsigmoid(fgate.detach().double()).cumsum(-1)
+    a = igate.detach().double() - cum
+    M, arg = a.cummax(dim=-1)
+    return cum, a, M, arg
+
+
 def rev_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Suffix sums along ``dim``."""
     return x.flip(dim).cumsum(dim).flip(dim)
@@ -65,9 +73,7 @@ class ParallelCell(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, igate, fgate, eps: float):
         scale = q.size(-1) ** -0.5
-        cum = F.logsigmoid(fgate.double()).cumsum(-1)
-        a = igate.double() - cum
-        M, arg = a.cummax(dim=-1)
+        cum, a, M, arg = log_decay_terms(igate, fgate)
         diff = (a.unsqueeze(-2) - M.unsqueeze(-1)).float()
         # out of place: torch.compile refuses to save the alias an in-place op returns
         D = diff.masked_fill(_upper(q.size(-2), q.device), -torch.inf).exp()
