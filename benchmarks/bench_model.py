@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import vil
-from benchmarks import breakdown
+from benchmarks import breakdown, op_split
 from benchmarks.common import (
     base_parser,
     measure,
@@ -103,6 +103,8 @@ def bench_one(
         row["breakdown_train"] = breakdown.time_components(
             calls, train, device, True, ctx, args.warmup, args.repeats
         )
+    if not compiled and args.op_split and device.type == "cpu":
+        row["op_split_train"] = op_split.split(train_step)
     return row
 
 
@@ -117,6 +119,11 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--traversals", nargs="+", default=None, help="default: all registered")
     p.add_argument("--compile", default="off", choices=("off", "on", "both"))
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false")
+    p.add_argument(
+        "--op-split",
+        action="store_true",
+        help="CPU: one more train step timed operator by operator (op_split.py)",
+    )
     p.add_argument(
         "--cells", nargs="+", default=["auto"],
         help="mLSTM cell forms to compare, e.g. auto kernels (mlstm-kernels' default kernel)",
@@ -154,6 +161,7 @@ def report(rows: list[dict[str, Any]], args) -> None:
                 [_row(r) for r in rows])  # fmt: skip
     print(f"Memory: {rows[0]['train']['memory_method']}. img/CPU-s: images per second of "
           "process CPU time (all threads), steadier than wall time on a shared CPU.")  # fmt: skip
+    _report_op_split([r for r in rows if "op_split_train" in r], title)
     split = [r for r in rows if "breakdown_train" in r]
     if not split:
         return
@@ -170,6 +178,30 @@ def report(rows: list[dict[str, Any]], args) -> None:
     print("Breakdown " + " ".join(breakdown.__doc__.split("\n\n")[1].split()))
     print("A negative 'rest' means the isolated replays ran slower than inside the step "
           "(noise on a shared CPU).")  # fmt: skip
+
+
+def _report_op_split(rows: list[dict[str, Any]], title: str) -> None:
+    if not rows:
+        return
+    print_table(
+        f"{title}: one train step timed operator by operator (ms)",
+        ["traversal", "step", "products", "products GFLOP/s", "other ops", "largest other ops"],
+        [
+            [
+                _label(r),
+                1e3 * sp["step_s"],
+                1e3 * sp["products_s"],
+                sp["products_gflops_per_s"],
+                1e3 * sp["other_s"],
+                ", ".join(
+                    f"{k.removeprefix('aten.')} {1e3 * v:.0f}"
+                    for k, v in sp["other_largest_s"].items()
+                ),
+            ]
+            for r in rows
+            for sp in [r["op_split_train"]]
+        ],  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -59,8 +59,9 @@ def load(out: Path, benchmark: str) -> dict:
 
 def test_bench_model_quick(tmp_path: Path) -> None:
     out = tmp_path / "model.json"
-    stdout = run_script("benchmarks.bench_model", out)
+    stdout = run_script("benchmarks.bench_model", out, "--op-split")
     assert "throughput" in stdout and "train-step time split" in stdout
+    assert "timed operator by operator" in stdout
     data = load(out, "model")
     rows = data["results"]
     assert [r["traversal"] for r in rows] == ["alternating", "quad"]
@@ -69,6 +70,7 @@ def test_bench_model_quick(tmp_path: Path) -> None:
         assert r["train"]["peak_mib"] is not None
         split = r["breakdown_train"]["seconds"]
         assert {"cell", "proj_up_down", "qkv_headwise", "gates", "conv", "rest"} <= set(split)
+        assert r["op_split_train"]["products_s"] > 0 and r["op_split_train"]["other_s"] > 0
 
 
 def test_bench_mlstm_quick(tmp_path: Path) -> None:
