@@ -55,7 +55,7 @@ def test_two_workers_train_every_point_exactly_once(pg_url, tmp_path):  # noqa: 
     assert all(t.state.name == "COMPLETE" for t in trials)
     workers_used = {t.user_attrs["worker"] for t in trials}
     assert len(workers_used) == 2, "both workers should have trained something"
-    rows = list(csv.DictReader(open(tmp_path / "table2" / "runs.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "smoke" / "table2" / "runs.csv")))
     assert len(rows) == 6 and {r["state"] for r in rows} == {"COMPLETE"}
 
 
@@ -63,7 +63,7 @@ def _running_trial_of(url: str, pid: int, results: Path):
     """A RUNNING trial of worker ``pid`` with a checkpoint already written, or None."""
     for t in _trials(url):
         if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}"):
-            if (results / "table2" / t.user_attrs["run_dir"] / "checkpoint.pt").exists():
+            if (results / "smoke" / "table2" / t.user_attrs["run_dir"] / "checkpoint.pt").exists():
                 return t
     return None
 
@@ -87,10 +87,10 @@ def test_killed_worker_trial_is_retried_from_checkpoint(pg_url, tmp_path):  # no
     assert [t.state.name for t in mine] == ["FAIL", "COMPLETE"]
     assert mine[1].user_attrs["resume"] is True
     result = json.loads(
-        (tmp_path / "table2" / trial.user_attrs["run_dir"] / "result.json").read_text()
+        (tmp_path / "smoke" / "table2" / trial.user_attrs["run_dir"] / "result.json").read_text()
     )
     assert result["state"] == "COMPLETE" and result["resumed_from"]["epoch"] >= 1
-    rows = list(csv.DictReader(open(tmp_path / "table2" / "runs.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "smoke" / "table2" / "runs.csv")))
     assert {r["state"] for r in rows} == {"COMPLETE"} and len(rows) == 2
 
 
