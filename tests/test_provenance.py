@@ -154,3 +154,17 @@ def test_run_record_fields_are_declared_in_one_module():
                     if len(names & fields) >= 4:
                         offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_result_files_follow_the_users_umask(tmp_path):
+    """Shared results folders: files are group-readable under the usual umask (not 0600)."""
+    import os
+
+    from ablations.train.records import write_json
+
+    old = os.umask(0o002)
+    try:
+        write_json(tmp_path / "result.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o664

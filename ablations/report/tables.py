@@ -185,7 +185,7 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
 def status_table(exp: Experiment) -> tuple[pd.DataFrame, Table]:
     """Counts of complete / failed / running / waiting / missing grid points per variant."""
     frame = status_counts(exp)
-    cols = ["complete", "fail", "running", "waiting", "missing", "total"]
+    cols = ["complete", "fail", "interrupted", "running", "waiting", "missing", "total"]
     if frame["other"].any():
         cols.insert(-1, "other")
     rows = [[Cell(r["variant"])] + [Cell(str(r[c])) for c in cols] for _, r in frame.iterrows()]
