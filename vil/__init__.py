@@ -1,6 +1,7 @@
 """Vision-LSTM (ViL) with every block-design choice a registered, swappable part."""
 
 from vil import mlstm
+from vil.designs import DESIGNS, INITS, Design
 from vil.flops import count_flops, count_params
 from vil.model import SIZES, ViLConfig, VisionLSTM, create_model
 from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
@@ -15,12 +16,15 @@ from vil.traversals import (
 )
 
 __all__ = [
+    "DESIGNS",
+    "INITS",
     "ORDERS",
     "PAPER_POOLINGS",
     "PAPER_TRAVERSALS",
     "POOLINGS",
     "SIZES",
     "TRAVERSALS",
+    "Design",
     "Direction",
     "Pooling",
     "Registry",
