@@ -115,6 +115,17 @@ def test_norm_offsets_are_caught():
     assert _differs(model, f)
 
 
+def test_one_layer_loads_alone():
+    """The layer-level loader (benchmarks.peers uses it for xlstm's mLSTMLayer)."""
+    model, f = loaded("train-bi-4x4")
+    prefix = "xlstm.blocks.0.xlstm."
+    sd = {k[len(prefix) :]: v for k, v in unpack(f["state_dict"]).items() if k.startswith(prefix)}
+    layer = build(f).blocks[0].layer
+    vil.convert.load_reference_layer(layer, sd)
+    want = model.blocks[0].layer.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in layer.state_dict().items())
+
+
 def test_bad_state_dicts_fail_with_one_line_naming_the_key():
     f = fixture("train-bi-4x4")
     model = build(f)

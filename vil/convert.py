@@ -216,6 +216,15 @@ def convert_reference_state_dict(
     return out
 
 
+def load_reference_layer(layer, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load one reference mLSTM layer (the training code's or the ``xlstm`` package's, names
+    relative to the layer) into our :class:`vil.block.MLSTMLayer`."""
+    src = _Source({f"xlstm.blocks.0.xlstm.{k}": v for k, v in state_dict.items()}, False)
+    converted = _layer(src, layer, 0)
+    src.finish()
+    layer.load_state_dict(converted)
+
+
 def load_reference_state_dict(model, state_dict: dict, source: str = "train") -> None:
     """Load an NX-AI state dict (``source``: train | hub_v1 | hub_v2) into ``model``."""
     converted = convert_reference_state_dict(state_dict, model, source)
