@@ -11,6 +11,7 @@ from torch import nn
 from vil.block import ViLBlock
 from vil.designs import DESIGNS, INITS
 from vil.poolings import POOLINGS
+from vil.pretrained import load_pretrained
 from vil.traversals import TRAVERSALS, canonical_layout
 
 # name -> (dim, depth). Paper sizes plus CPU-sized ones for the demo and tests.
@@ -181,7 +182,5 @@ def create_model(
         raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
     model = VisionLSTM(replace(cfg, **overrides))
     if pretrained is not None:
-        from vil.pretrained import load_pretrained  # imports torch.hub only when asked
-
         load_pretrained(model, pretrained, source=pretrained_source)
     return model

@@ -73,7 +73,7 @@ def load_pretrained(model, where: str, source: str = "train") -> None:
     if where in PRETRAINED:
         ck = PRETRAINED[where]
         c = model.cfg
-        want = {"dim/depth": _size(ck.size), "design": ck.design, "traversal": "alternating"}
+        want = {"dim/depth": _dims(ck.size), "design": ck.design, "traversal": "alternating"}
         have = {"dim/depth": (c.dim, c.depth), "design": c.design, "traversal": c.traversal}
         for key, value in want.items():
             if have[key] != value:
@@ -81,7 +81,7 @@ def load_pretrained(model, where: str, source: str = "train") -> None:
     load_reference_state_dict(model, read_checkpoint(where), source)
 
 
-def _size(name: str) -> tuple[int, int]:
-    from vil.model import SIZES  # vil.model imports this module lazily
+def _dims(size: str) -> tuple[int, int]:
+    from vil.model import SIZES  # here, not at the top: vil.model imports this module
 
-    return SIZES[name]
+    return SIZES[size]
