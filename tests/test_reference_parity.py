@@ -115,6 +115,23 @@ def test_norm_offsets_are_caught():
     assert _differs(model, f)
 
 
+def test_hub_v2_pairs_land_on_blocks_2i_and_2i_plus_1():
+    """Block pairs past 9 too: a rename must not read 'blocks.1' inside 'blocks.11'."""
+    f = fixture("hub_v2-alternating-3x5")
+    sd, pairs = unpack(f["state_dict"]), 12
+    one = {k: v for k, v in sd.items() if k.startswith("blocks.0.")}
+    for i in range(pairs):  # pair i: pair 0's weights with skips marking (i, half)
+        for k, v in one.items():
+            half = 0 if "top_left" in k else 1
+            sd[k.replace("blocks.0.", f"blocks.{i}.", 1)] = (
+                torch.full_like(v, 10 * i + half) if k.endswith("learnable_skip") else v
+            )
+    model = build({**f, "ours": {**f["ours"], "depth": 2 * pairs}})
+    vil.load_reference_state_dict(model, sd, source="hub_v2")
+    for b, block in enumerate(model.blocks):
+        assert torch.all(block.layer.skip == 10 * (b // 2) + b % 2), b
+
+
 def test_one_layer_loads_alone():
     """The layer-level loader (benchmarks.peers uses it for xlstm's mLSTMLayer)."""
     model, f = loaded("train-bi-4x4")
