@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="traversals (default: all)")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
+    p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")
+    p.add_argument("--run", metavar="DIR", help="a run folder (runs/<variant>-s<seed>) of ours")
+    p.add_argument("--experiments", metavar="PATH")
+    p.add_argument("--protocol", help="protocol of the data (without --run)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's, auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
+    p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -209,8 +218,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ablations import evaluate
+    from ablations.config import apply
+    from ablations.experiments import load_catalog
+
+    overrides = parse_set(args.set)
+    if args.device:
+        overrides.setdefault("train", {})["device"] = args.device
+    if args.run:
+        cfg = evaluate.run_config(Path(args.run), overrides)
+    else:
+        cfg = apply(load_catalog(args.experiments).protocol(args.protocol), overrides, "--set")
+    result = evaluate.main(cfg, Path(args.run) if args.run else None,
+                           Path(args.out) if args.out else None)  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  val loss "
+              f"{result['val_loss']:.4f}  ({result['val_images']} images, "
+              f"{result['num_classes']} classes, weights {result['weights']})")  # fmt: skip
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report,
-            "paths": cmd_paths, "prepare": cmd_prepare}  # fmt: skip
+            "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

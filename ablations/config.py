@@ -29,13 +29,23 @@ class ModelConfig:
 
     size: str = "tiny"  # vil.SIZES name: ViL-T = dim 192, depth 24
     traversal: str = "alternating"  # vil.TRAVERSALS name (the paper's Table 2 axis)
-    pooling: str = "bilateral_avg"  # vil.POOLINGS name (Table 3 axis; ablation default)
+    pooling: str | None = "bilateral_avg"  # vil.POOLINGS name (Table 3 axis); None = design's
+    design: str = "v1"  # vil.DESIGNS: v1 (the ablations' model) or v2 (VisionLSTM2)
+    init: str = "paper"  # vil.INITS: proj_down init as trained (paper) or depth-scaled (fixed)
     patch_size: int = 16  # square non-overlapping patches
     dim: int | None = None  # token width; None = from size
     depth: int | None = None  # number of blocks; None = from size
-    conv: str = "causal1d"  # "causal1d" (v1, the ablations) or "grid2d" (v2)
+    conv: str | None = None  # "causal1d" | "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
     drop_path: float = 0.0  # the ablations use no stochastic depth
     cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent
+    pretrained: str | None = None  # start from these weights (vil.PRETRAINED name, URL, file)
+
+    @property
+    def pooling_name(self) -> str:
+        """The pooling the model uses (the design's when ``pooling`` is None)."""
+        from vil import DESIGNS
+
+        return self.pooling or DESIGNS.get(self.design).pooling
 
 
 @dataclass
@@ -94,6 +104,8 @@ CHOICES: dict[str, Callable[[], list[Any]]] = {
     "model.size": _vil_choices("SIZES"),
     "model.traversal": _vil_choices("TRAVERSALS"),
     "model.pooling": _vil_choices("POOLINGS"),
+    "model.design": _vil_choices("DESIGNS"),
+    "model.init": _vil_choices("INITS"),
     "model.conv": lambda: ["causal1d", "grid2d"],
     "model.cell": _cell_forms,
     "train.precision": lambda: ["auto", "bf16", "fp32"],

@@ -229,9 +229,11 @@ def _variant(item: Any, axis: str, source: str, path: str) -> Variant:
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise ConfigError(f"{source}: {path}: expected a name or a mapping with 'name'")
     model = {k: v for k, v in item.items() if k not in ("name", "set", "value")}
+    value = item.get("value", item["name"])
+    if axis in SHORT_AXES:
+        model.setdefault(axis, value)  # checked with the model keys, named as written
     merge(ModelConfig(), model, source, f"{path}.", "model.")
     sets = _mapping(item.get("set", {}) or {}, source, f"{path}.set")
-    value = item.get("value", item["name"])
     overrides = dotted({**{f"model.{k}": v for k, v in model.items()}, **sets,
                         axis_key(axis): value})  # fmt: skip
     apply(RunConfig(), overrides, source, f"{path}.")

@@ -66,7 +66,7 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
         cost = flops * 3 * cfg.train.batch_size * steps if steps is not None else None
         rows.append({
             "trial": p.name, "variant": p.variant, "seed": p.seed,
-            "traversal": cfg.model.traversal, "pooling": cfg.model.pooling,
+            "traversal": cfg.model.traversal, "pooling": cfg.model.pooling_name,
             "size": cfg.model.size, "img_size": cfg.data.img_size, "num_classes": classes,
             "params": params,
             "flops": flops, "train_images": images, "images_how": how,

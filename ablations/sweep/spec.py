@@ -77,7 +77,7 @@ class Sweep:
         return runs.RunRecord(
             experiment=self.exp.name, protocol=self.protocol, variant=p.variant, seed=p.seed,
             axis=self.exp.axis, axis_value=str(_get(cfg, self.exp.axis_key)),
-            traversal=cfg.model.traversal, pooling=cfg.model.pooling, run_dir=p.run_dir,
+            traversal=cfg.model.traversal, pooling=cfg.model.pooling_name, run_dir=p.run_dir,
             deviations=point_deviations(self, cfg),
         )  # fmt: skip
 

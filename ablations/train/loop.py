@@ -135,12 +135,12 @@ def _start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
 
     m, t = config.model, config.train
     dim, depth = _model_shape(config)
-    rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling
+    rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling_name
     rec.science = science(config)
     rec.fingerprint = fingerprint(rec.science)
     rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, _now()
     rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
-    rec.init, rec.design = getattr(m, "init", None), getattr(m, "design", None)
+    rec.init, rec.design = m.init, m.design
     rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
     rec.peak_lr = peak_lr(t)
     rec.img_size, rec.dataset = config.data.img_size, config.data.dataset

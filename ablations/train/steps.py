@@ -29,8 +29,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     overrides = {k: getattr(m, k) for k in ("dim", "depth") if getattr(m, k) is not None}
     return vil.create_model(
         size=m.size, traversal=m.traversal, pooling=m.pooling, img_size=cfg.data.img_size,
-        patch_size=m.patch_size, num_classes=num_classes, conv=m.conv, drop_path=m.drop_path,
-        cell=m.cell, **overrides,
+        patch_size=m.patch_size, num_classes=num_classes, design=m.design, init=m.init,
+        pretrained=m.pretrained, conv=m.conv, drop_path=m.drop_path, cell=m.cell, **overrides,
     )  # fmt: skip
 
 
