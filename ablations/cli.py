@@ -1,6 +1,6 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
-Commands: list, sweep EXP, status EXP, report EXP, paths, prepare. Configuration problems
+Commands: list, sweep EXP, status EXP, report EXP, paths, prepare, doctor. Configuration problems
 print one line (file, key path, valid choices) and exit with code 2, before any training.
 """
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="traversals (default: all)")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
+    from ablations.doctor import add_arguments
+
+    add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
     return parser
 
 
@@ -202,8 +205,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ablations import doctor
+
+    doctor.main(args)
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report,
-            "paths": cmd_paths, "prepare": cmd_prepare}  # fmt: skip
+            "paths": cmd_paths, "prepare": cmd_prepare, "doctor": cmd_doctor}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
