@@ -135,14 +135,15 @@ def _tables(p: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     )
     ld = p["loader"]
     lrows = [[ld["workers"], ld["img_per_s"], ld["per_worker_img_per_s"],
-              ld["model_img_per_s"], ld["verdict"]]]  # fmt: skip
+              ld["device_aug_img_per_s"], ld["model_img_per_s"], ld["verdict"]]]  # fmt: skip
     return [
         (f"{title}: fixed-batch train steps", TRAVERSAL_COLUMNS, t),
         (f"mlstm-kernels vs our parallel form, bf16, BHSD {k.get('shape_BHSD', '')}",
          ["output rel err", "worst grad rel err", "within tol", "speed-up"], krows),
         ("DDP: torchrun --nproc_per_node 2", ["backend", "ok", "steps", "note"], drows),
         (f"loader: uint8 cache + paper augmentation, {ld['img_size']} px",
-         ["workers", "img/s", "img/s per worker", "model img/s (fastest)", "verdict"], lrows),
+         ["workers", "img/s", "img/s per worker", "augment_on=device img/s",
+          "model img/s (fastest)", "verdict"], lrows),
     ]  # fmt: skip
 
 

@@ -199,8 +199,19 @@ def loader_verdict(loader_ips: float, workers: int, model_ips: float, cores: int
     need = math.ceil(model_ips / max(per_worker, 1e-9))
     if need <= cores:
         return f"needs {need} workers (data.num_workers={need}; {per_worker:.0f} img/s each)"
-    return (f"needs GPU-side augmentation: {cores} cores x {per_worker:.0f} img/s per worker "
+    return (f"needs GPU-side augmentation (data.augment_on=device): {cores} cores x "
+            f"{per_worker:.0f} img/s per worker "
             f"< {model_ips:.0f} img/s")  # fmt: skip
+
+
+def time_device_augment(opts: Any, stored: int) -> float:
+    """Images/s of ``data.augment_on=device`` (DeviceAugment) on the training device."""
+    from ablations.data.deviceaug import DeviceAugment
+
+    device = opts.resolved_device
+    images = torch.randint(0, 256, (opts.batch, 3, stored, stored), dtype=torch.uint8)
+    images, aug = images.to(device), DeviceAugment(opts.img_size)
+    return opts.batch / measure(lambda: aug(images), device, 1, opts.repeats, False).median_s
 
 
 def check_loader(opts: Any, model_ips: float) -> dict[str, Any]:
@@ -218,6 +229,7 @@ def check_loader(opts: Any, model_ips: float) -> dict[str, Any]:
         batch = min(opts.batch, len(train_set))
         res = time_loader(train_set, batch, opts.workers, opts.loader_seconds)
     cores = os.cpu_count() or 1
+    res["device_aug_img_per_s"] = time_device_augment(opts, cfg.stored_size)
     res.update(
         model_img_per_s=model_ips,
         cores=cores,

@@ -66,6 +66,7 @@ class Parts:
     bundle: Any
     params: int
     flops: float
+    augment: Callable | None = None  # data.augment_on=device: uint8 batch -> augmented floats
 
 
 def _null(*_: Any, **__: Any) -> None:
@@ -169,9 +170,15 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     steps = len(loaders.train)
     scheduler = make_scheduler(optimizer, config.train, steps)
     mixer = make_batch_mixer(config.data, bundle.num_classes)
+    augment = None
+    if config.data.augment_on == "device":
+        from ablations.data.deviceaug import DeviceAugment
+
+        augment = DeviceAugment(config.data.img_size)
     return Parts(
-        rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops
-    )
+        rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,
+        augment,
+    )  # fmt: skip
 
 
 def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Position:
