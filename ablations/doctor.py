@@ -31,7 +31,7 @@ from ablations import doctor_checks as checks
 from benchmarks.common import environment, header_line, print_table, write_json
 
 FULL = {"size": "tiny", "img_size": 128, "patch_size": 16, "batch": 256, "steps": 10,
-        "repeats": 5, "cell_shape": (32, 4, 65, 96), "loader_images": 2000}  # fmt: skip
+        "repeats": 5, "cell_shape": (32, 4, 64, 96), "loader_images": 2000}  # fmt: skip
 REDUCED = {"size": "nano", "img_size": 16, "patch_size": 4, "batch": 8, "steps": 4,
            "repeats": 1, "cell_shape": (2, 2, 17, 16), "loader_images": 60}  # fmt: skip
 

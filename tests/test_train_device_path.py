@@ -138,7 +138,8 @@ class CountSyncs(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def test_no_host_sync_between_reads(tmp_path, monkeypatch):
+@pytest.mark.parametrize("micro_batch", [None, 4])
+def test_no_host_sync_between_reads(tmp_path, monkeypatch, micro_batch):
     """Steps 0..7 of one epoch, reads every 3 steps: only the intervals ending in a read
     (after steps 2, 5 and 7, the epoch's end) may read a tensor on the host."""
     counter = CountSyncs()
@@ -149,7 +150,7 @@ def test_no_host_sync_between_reads(tmp_path, monkeypatch):
         return real_step(parts, images, labels, cfg, step)
 
     monkeypatch.setattr(loop, "train_step", marked)
-    cfg = _cfg({"log_every": 3}, {"train_samples": 128})
+    cfg = _cfg({"log_every": 3, "micro_batch": micro_batch}, {"train_samples": 128})
     with counter:
         train(cfg, tmp_path)
     reads = {2, 5, 7}
