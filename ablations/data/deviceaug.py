@@ -11,6 +11,9 @@ boxes and the colour ops equal fastaug's for the same numbers). One difference: 
 resampled with ``grid_sample`` (bicubic, a=-0.75, no antialiasing) rather than torchvision's
 antialiased bicubic (a=-0.5); from the cache's 146 px squares to 128 px the strongest
 downscale is 1.14x, so the missing antialiasing changes little (tested to a tolerance).
+To stay free of host syncs every 3-Augment branch and every jitter order is computed for
+every image and the right one selected by mask: cheap on a GPU, but on a CPU this path is
+~5x slower than the workers' fused one (results/benchmarks.md): use it on GPUs.
 """
 
 from __future__ import annotations
