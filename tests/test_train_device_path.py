@@ -185,3 +185,35 @@ def test_workers_are_persistent_prefetch_and_give_the_same_images_for_any_count(
     assert one.persistent_workers and two.persistent_workers and one.prefetch_factor == 4
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only machine")
+@pytest.mark.parametrize(
+    ("device", "says"),
+    [("cuda", "valid here: auto, cpu"), ("gpu", "valid forms: auto, cpu, cuda, cuda:N")],
+)
+def test_cli_device_error_is_one_line_before_any_work(tmp_path, capsys, device, says):
+    from ablations.cli import EXIT_CONFIG, main
+
+    args = ["sweep", "table2", "--protocol", "smoke", "--results", str(tmp_path)]
+    assert main([*args, "--device", device]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("vil-ablate: error:") and says in err
+    assert f"train.device: {device!r}" in err and not list(tmp_path.iterdir())
+
+
+def test_fast_math_flags_for_cuda_only():
+    from ablations.train.runtime import set_fast_math
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark)  # fmt: skip
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        set_fast_math(torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32
+        set_fast_math(torch.device("cuda", 0))  # only flips global flags: no GPU needed
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved  # fmt: skip
