@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="timed steps after them (median; 5/1)")
     p.add_argument("--batch", type=int, help="per-step batch (256 full, 8 reduced)")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")  # fmt: skip
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="loader workers")
     p.add_argument("--loader-seconds", type=float, default=None, help="loader timing (10/1)")
     p.add_argument("--no-ddp", dest="ddp", action="store_false", help="skip the DDP check")
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("size", "img_size", "patch_size", "batch", "steps", "repeats", "compile",
+    keys = ("size", "img_size", "patch_size", "batch", "steps", "repeats", "compile", "precision",
             "workers", "loader_seconds", "loader_images", "cell_shape", "traversals")  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 

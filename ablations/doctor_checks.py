@@ -45,7 +45,8 @@ def doctor_config(base: RunConfig, opts: Any, traversal: str) -> RunConfig:
         "model": {"size": opts.size, "traversal": traversal, "patch_size": opts.patch_size},
         "data": {"img_size": opts.img_size, "mixup_prob": 0.0, "cutmix_prob": 0.0},
         "train": {"batch_size": opts.batch, "lr": 1024e-3 / opts.batch, "warmup_epochs": 0.0,
-                  "device": opts.device, "compile": opts.compile, "micro_batch": None},
+                  "device": opts.device, "compile": opts.compile, "micro_batch": None,
+                  "precision": getattr(opts, "precision", "auto")},
     }  # fmt: skip
     return apply(base, over, "doctor")
 
