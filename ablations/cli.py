@@ -1,6 +1,6 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
-Commands: list, sweep EXP, status EXP, report EXP, paths, prepare. Configuration problems
+Commands: list, sweep EXP, status EXP, report EXP, paths, prepare, doctor. Configuration problems
 print one line (file, key path, valid choices) and exit with code 2, before any training.
 """
 
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
+    from ablations.doctor import add_arguments
+
+    add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
     return parser
 
 
@@ -241,8 +244,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ablations import doctor
+
+    doctor.main(args)
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report,
-            "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval}  # fmt: skip
+            "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
+            "doctor": cmd_doctor}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (tests, quick checks)
     inject_nan_at_step: int | None = None  # test hook: make the loss NaN at this step
     time_limit_s: float | None = None  # stop training (not failing) after this many seconds
+    micro_batch: int | None = None  # per-rank micro-batch; None = the per-rank batch in one pass
+    log_every: int = 50  # read loss, non-finite flag, DDP stop flag every N steps (+ epoch end)
+    prefetch: int = 4  # batches each DataLoader worker loads ahead (data.num_workers > 0)
 
 
 @dataclass
@@ -284,13 +287,20 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     ``train.precision: auto`` is replaced by what it resolves to on this machine (bf16 on
     CUDA, fp32 elsewhere): the same config on another device is another experiment.
     """
-    from ablations.train.runtime import resolve_device
-
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
     if flat.get("train.precision") == "auto":
-        cuda = resolve_device(cfg.train.device).type == "cuda"
-        flat["train.precision"] = "bf16" if cuda else "fp32"
+        flat["train.precision"] = "bf16" if _on_cuda(cfg.train.device) else "fp32"
     return flat
+
+
+def _on_cuda(device: str) -> bool:
+    """Whether ``train.device`` runs on CUDA here (no availability check: a dry run may
+    plan for another machine; the device itself is checked in ``validate``)."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
 
 
 def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -316,7 +326,30 @@ def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunCo
             f"{source}: model.patch_size: {cfg.model.patch_size} does not divide "
             f"data.img_size {cfg.data.img_size}"
         )
-    for key in ("epochs", "batch_size", "eval_every", "ckpt_every"):
+    for key in ("epochs", "batch_size", "eval_every", "ckpt_every", "log_every", "prefetch"):
         if getattr(cfg.train, key) < 1:
             raise ConfigError(f"{source}: train.{key}: must be >= 1")
+    _check_micro_batch(cfg.train, source)
+    from ablations.train.runtime import check_device
+
+    try:
+        check_device(cfg.train.device, available=data)  # a dry run may plan for another machine
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _check_micro_batch(tc: TrainConfig, source: str) -> None:
+    """micro_batch must split the per-rank batch (batch_size / WORLD_SIZE) evenly."""
+    import os
+
+    if tc.micro_batch is None:
+        return
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    per_rank = tc.batch_size // max(world, 1)
+    if tc.micro_batch < 1 or per_rank % tc.micro_batch:
+        raise ConfigError(
+            f"{source}: train.micro_batch: {tc.micro_batch} does not divide the per-rank batch "
+            f"{per_rank} (train.batch_size {tc.batch_size} / {world} ranks); valid: a divisor "
+            f"of {per_rank}, or null"
+        )

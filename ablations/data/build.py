@@ -139,7 +139,8 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
     if cfg.cache:
         folder, key, built, classes, info = _prepare(cfg, progress=True)
         index = read_index(folder)
-        train_tf = train_transform(cfg.augment, cfg.img_size, "square")
+        on_device = cfg.augment_on == "device"  # raw uint8 squares: the device augments
+        train_tf = None if on_device else train_transform(cfg.augment, cfg.img_size, "square")
         train = open_cached(folder, "train", train_tf, index)
         val = open_cached(folder, "val", eval_transform(cfg.img_size, "exact"), index)
         info["skipped"] += index["skipped"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DATASETS = ["synthetic", "imagenet100", "imagefolder"]
 AUGMENTS = ["paper", "light", "none"]
+AUGMENT_ON = ["workers", "device"]  # "device": deviceaug.DeviceAugment on uint8 cache batches
 CLASS_LISTS = ["vil", "cmc"]  # or a path to a file of wnids
 
 # The cache stores training images as squares of side floor(img_size / CACHE_CROP_PCT):
@@ -41,6 +42,7 @@ class DataConfig:
     cache_dir: str | None = None  # default: <root>/.vil-cache if writable, else ~/.cache/...
     num_workers: int = 0  # DataLoader workers (and cache-build processes)
     strict: bool = False  # bad single images raise instead of being skipped and counted
+    augment_on: str = "workers"  # train augmentation: "workers" (CPU loader) | "device" (GPU)
 
     @property
     def stored_size(self) -> int:
@@ -74,6 +76,15 @@ class DataConfig:
             raise DataConfigError(
                 f"data.mixup_prob + data.cutmix_prob = {self.mixup_prob + self.cutmix_prob:g} "
                 "must be <= 1 (one of them, or none, is applied per batch)"
+            )
+        _choice("augment_on", self.augment_on, AUGMENT_ON)
+        if self.augment_on == "device" and (
+            self.dataset == "synthetic" or not self.cache or self.augment != "paper"
+        ):
+            raise DataConfigError(
+                "data.augment_on='device' needs the uint8 cache and the paper recipe "
+                f"(data.dataset={self.dataset!r}, data.cache={self.cache}, "
+                f"data.augment={self.augment!r}); valid otherwise: augment_on='workers'"
             )
         if self.num_workers < 0:
             raise DataConfigError(f"data.num_workers={self.num_workers!r} must be >= 0")

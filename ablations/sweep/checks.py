@@ -1,5 +1,6 @@
 """Checks that run before the first trial (and in ``--dry-run``), each failing with one line:
-the device, the data (root, classes, images vs batch), the storage. Nothing is written
+the data (root, classes, images vs batch) and the storage (``config.validate`` checks the
+device with every point's config). Nothing is written
 before they pass, so a wrong setting leaves no half-made results folder.
 """
 
@@ -9,15 +10,6 @@ from typing import Any
 
 from ablations.config import ConfigError, RunConfig
 from ablations.sweep.spec import Sweep
-
-
-def check_device(cfg: RunConfig) -> None:
-    """``auto``, ``cpu``, ``cuda`` (this rank's GPU), ``cuda:N``, ``mps``: usable here."""
-    try:  # TEMP until the issue16 merge
-        from ablations.train.runtime import check_device as check
-    except ImportError:
-        return
-    check(cfg.train.device)
 
 
 def check_data(sweep: Sweep) -> dict[str, Any]:
@@ -52,11 +44,9 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
 
 
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Device, data and storage, in that order (cheapest first)."""
+    """Data and storage (the device was checked with each config by ``config.validate``)."""
     from ablations.sweep.storage import check_storage
 
-    for cfg in {repr(c.train.device): c for c in sweep.configs.values()}.values():
-        check_device(cfg)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes

@@ -117,12 +117,12 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
 
 def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:
     """How a point's config differs from the paper protocol (the axis itself excluded)."""
-    from ablations.config import to_dict
-    from ablations.train.runtime import resolve_device
+    from ablations.config import _on_cuda, to_dict
 
     paper = sweep.catalog.protocols.get("paper", RunConfig())
     sci = science(cfg)
-    device = resolve_device(cfg.train.device).type
+    device = "cuda" if _on_cuda(cfg.train.device) else cfg.train.device.split(":")[0]
+    device = "cpu" if device == "auto" else device
     compiled = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device == "cuda")
     runtime = {"precision": sci["train.precision"], "compile": compiled, "device": device}
     paper_runtime = {"precision": "bf16", "compile": True}  # the paper: CUDA, auto -> on

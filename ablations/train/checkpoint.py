@@ -23,6 +23,7 @@ FORMAT = 1
 RESUMABLE_CHANGES = {
     "train.device", "train.max_steps", "train.time_limit_s", "train.inject_nan_at_step",
     "train.ckpt_every", "data.num_workers", "data.root", "data.cache", "data.cache_dir",
+    "train.micro_batch", "train.log_every", "train.prefetch",  # same maths, other schedule
 }  # fmt: skip
 
 

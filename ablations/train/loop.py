@@ -9,9 +9,10 @@ boundary and resumed from its checkpoint continues exactly as if never stopped (
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 from ablations.config import RunConfig, to_dict
 from ablations.runs import RunRecord
 from ablations.train import checkpoint as ckpt
+from ablations.train.loaders import Loaders, make_loaders
 from ablations.train.optim import make_optimizer, make_scheduler, peak_lr
 from ablations.train.records import (
     close_logger,
@@ -41,14 +43,8 @@ from ablations.train.runtime import (
     step_seed,
     versions,
 )  # fmt: skip
-from ablations.train.steps import (
-    Loaders,
-    TrialFailed,
-    build_model,
-    evaluate,
-    make_loaders,
-    train_step,
-)
+from ablations.train.steps import TrialFailed, build_model, evaluate, train_step
+from ablations.train.tally import Tally
 
 
 class Interrupted(RuntimeError):
@@ -70,6 +66,7 @@ class Parts:
     bundle: Any
     params: int
     flops: float
+    augment: Callable | None = None  # data.augment_on=device: uint8 batch -> augmented floats
 
 
 def _null(*_: Any, **__: Any) -> None:
@@ -194,9 +191,15 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     steps = len(loaders.train)
     scheduler = make_scheduler(optimizer, config.train, steps)
     mixer = make_batch_mixer(config.data, bundle.num_classes)
+    augment = None
+    if config.data.augment_on == "device":
+        from ablations.data.deviceaug import DeviceAugment
+
+        augment = DeviceAugment(config.data.img_size)
     return Parts(
-        rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops
-    )
+        rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,
+        augment,
+    )  # fmt: skip
 
 
 def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Position:
@@ -265,52 +268,91 @@ class _Context:
     should_stop: Callable[[], bool] | None
     log: Any
     t0: float  # perf_counter origin such that now - t0 = total wall time incl. earlier runs
+    # what the progress bar shows between reads: the last read's mean loss, epoch img/s
+    shown: dict[str, float] = field(default_factory=lambda: {"loss": math.nan, "img_s": 0.0})
 
 
 def _stop_requested(ctx: _Context) -> bool:
-    flag = bool(ctx.should_stop and ctx.should_stop())
-    if ctx.parts.rt.distributed:  # every rank must stop at the same step
-        t = torch.tensor([float(flag)], device=ctx.parts.rt.device)
-        dist.all_reduce(t)
-        flag = bool(t.item())
-    return flag
+    """The caller's stop request: host-side only (a flag set by a signal handler or thread)."""
+    return bool(ctx.should_stop and ctx.should_stop())
+
+
+def _time_out(ctx: _Context) -> bool:
+    tl = ctx.config.train.time_limit_s
+    return tl is not None and time.perf_counter() - ctx.t0 >= tl
 
 
 def _out_of_budget(ctx: _Context, pos: ckpt.Position) -> bool:
+    """max_steps (the same on every rank); the time limit here only in a single process:
+    under DDP ranks' clocks differ, so it is agreed on at the read cadence (see _flush)."""
     tc = ctx.config.train
     if tc.max_steps is not None and pos.global_step >= tc.max_steps:
         return True
-    return tc.time_limit_s is not None and time.perf_counter() - ctx.t0 >= tc.time_limit_s
+    return not ctx.parts.rt.distributed and _time_out(ctx)
+
+
+def _flush(ctx: _Context, pos: ckpt.Position, tally: Tally) -> list[bool]:
+    """Read the device tally (a host sync): fail on a non-finite loss, add the loss sums to
+    the epoch's, update what the progress bar shows. Under DDP the stop request and the time
+    limit are polled and agreed on here (rank-wise OR); returns [stop, out of time]."""
+    rt = ctx.parts.rt
+    flags = [_stop_requested(ctx), _time_out(ctx)] if rt.distributed else []
+    r = tally.read(rt, flags)
+    if r.bad_step is not None:
+        raise TrialFailed(f"non-finite loss ({r.bad_value}) at step {r.bad_step}")
+    acc = pos.acc
+    acc.update(loss_sum=acc["loss_sum"] + r.loss_sum, steps=acc["steps"] + r.steps)
+    if r.steps:
+        ctx.shown["loss"] = r.loss_sum / r.steps
+    return r.flags or [False, False]
+
+
+def _interrupt(ctx: _Context, pos: ckpt.Position, tally: Tally, step: int) -> None:
+    if tally.steps:
+        _flush(ctx, pos, tally)
+    _save(ctx, pos, force=True)
+    raise Interrupted(f"interrupted at epoch {pos.epoch}, step {step}")
 
 
 def _run_epoch(ctx: _Context, pos: ckpt.Position) -> bool:
-    """Steps of epoch ``pos.epoch`` from ``pos.step_in_epoch``; False if stopped early."""
+    """Steps of epoch ``pos.epoch`` from ``pos.step_in_epoch``; False if stopped early.
+
+    No host sync between reads of the tally (every train.log_every steps and at epoch end).
+    A single process polls ``should_stop`` every step (host-only); DDP ranks at the reads.
+    """
     parts, tc = ctx.parts, ctx.config.train
     parts.loaders.set_epoch(tc.seed, pos.epoch)
     batches = iter(parts.loaders.train)
-    acc = pos.acc or {"loss_sum": 0.0, "steps": 0, "time": 0.0, "images": 0}
-    pos.acc = acc
+    acc = pos.acc = pos.acc or {"loss_sum": 0.0, "steps": 0, "time": 0.0, "images": 0}
+    tally = Tally(parts.rt.device, pos.global_step)
     for i in range(parts.steps_per_epoch):
         torch.manual_seed(step_seed(tc.seed, pos.epoch, i))
         if i < pos.step_in_epoch:
             next(batches)  # replay the data draws of the steps done before the resume
             continue
-        if _stop_requested(ctx):
-            _save(ctx, pos, force=True)
-            raise Interrupted(f"interrupted at epoch {pos.epoch}, step {i}")
+        if not parts.rt.distributed and _stop_requested(ctx):
+            _interrupt(ctx, pos, tally, i)
         if _out_of_budget(ctx, pos):
+            _flush(ctx, pos, tally)
             return False
         t = time.perf_counter()
         images, labels = next(batches)
-        loss = train_step(parts, images, labels, ctx.config, pos.global_step)
-        dt = time.perf_counter() - t
+        tally.add(train_step(parts, images, labels, ctx.config, pos.global_step))
         n = images.size(0) * parts.rt.world
         pos.global_step, pos.step_in_epoch, pos.images = pos.global_step + 1, i + 1, pos.images + n
+        read = pos.global_step % tc.log_every == 0 or i + 1 == parts.steps_per_epoch
+        stop, out_of_time = _flush(ctx, pos, tally) if read else (False, False)
+        dt = time.perf_counter() - t  # includes the queued GPU work up to the last read
         pos.train_time_s += dt
-        acc.update(loss_sum=acc["loss_sum"] + loss, steps=acc["steps"] + 1)
         acc.update(time=acc["time"] + dt, images=acc["images"] + n)
+        if read:
+            ctx.shown["img_s"] = acc["images"] / max(acc["time"], 1e-9)
         lr = parts.optimizer.param_groups[0]["lr"]
-        ctx.progress.step(pos.epoch, i + 1, loss, lr, n / max(dt, 1e-9))
+        ctx.progress.step(pos.epoch, i + 1, ctx.shown["loss"], lr, ctx.shown["img_s"])
+        if stop:
+            _interrupt(ctx, pos, tally, i + 1)
+        if out_of_time:
+            return False
     return True
 
 

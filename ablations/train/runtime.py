@@ -37,13 +37,67 @@ class Runtime:
         return self.world > 1
 
 
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
+
+
+def _valid_here() -> str:
+    """The device names this machine can run, for error messages."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        names += ["cuda", "cuda:0" if n == 1 else f"cuda:0..cuda:{n - 1}"]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        names.append("mps")
+    return ", ".join(names)
+
+
+def check_device(name: str, available: bool = True) -> None:
+    """Raise ConfigError (one line) if ``train.device`` is malformed or, with ``available``,
+    not present on this machine. Cheap: the sweep calls it before any work."""
+    from ablations.config import ConfigError
+
+    key = f"train.device: {name!r}"
+    if name in ("auto", "cpu"):
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{key} is not a device; valid forms: {DEVICE_FORMS}") from None
+    if dev.type not in ("cuda", "mps") or (dev.type == "mps" and dev.index):
+        raise ConfigError(f"{key} is not supported; valid forms: {DEVICE_FORMS}")
+    if not available:
+        return
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key} requested but torch.backends.mps.is_available() is False; "
+                          f"valid here: {_valid_here()}")  # fmt: skip
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key} requested but torch.cuda.is_available() is False; "
+                          f"valid here: {_valid_here()}")  # fmt: skip
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{key}: this machine has {torch.cuda.device_count()} CUDA devices; "
+                          f"valid here: {_valid_here()}")  # fmt: skip
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto``: this rank's CUDA device if there is one, else the CPU."""
+    """``auto``: this rank's CUDA device if there is one, else the CPU; ``cuda``: this rank's
+    CUDA device (LOCAL_RANK); ``cuda:N``: device N. Raises ConfigError when unavailable."""
+    check_device(name)
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def set_fast_math(device: torch.device) -> None:
+    """TF32 matmuls/convolutions for the float32 parts (outside bf16 autocast) on CUDA; the
+    cuDNN autotuner for the fixed input shapes of training. No effect on CPU numerics."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
 
 
 def resolve_runtime(cfg: TrainConfig) -> Runtime:
@@ -51,6 +105,7 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        set_fast_math(device)
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader
 
 from ablations.config import RunConfig
 from ablations.train.runtime import Runtime
@@ -34,52 +32,6 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     )  # fmt: skip
 
 
-@dataclass
-class Loaders:
-    train: DataLoader
-    val: DataLoader
-    sampler: DistributedSampler | None  # DDP: set_epoch per epoch
-    generator: torch.Generator  # single process: reseeded per epoch -> epoch order
-    per_rank_batch: int
-
-    def set_epoch(self, seed: int, epoch: int) -> None:
-        """Make the epoch's sample order a function of (seed, epoch) only."""
-        self.generator.manual_seed(seed * 100_003 + epoch)
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
-
-
-def make_loaders(train_set: Any, val_set: Any, cfg: RunConfig, rt: Runtime) -> Loaders:
-    """Train loader drops the last partial batch (no recompiles, equal DDP steps)."""
-    batch = cfg.train.batch_size
-    if batch % rt.world:
-        raise TrialFailed(f"train.batch_size {batch} is not divisible by {rt.world} DDP ranks")
-    per_rank = batch // rt.world
-    if len(train_set) < batch:
-        raise TrialFailed(f"the training set ({len(train_set)} images) is smaller than one batch")
-    gen = torch.Generator()
-    gen.manual_seed(cfg.train.seed)
-    common = {
-        "num_workers": cfg.data.num_workers,
-        "pin_memory": rt.device.type == "cuda",
-        "persistent_workers": False,
-    }
-    sampler = None
-    if rt.distributed:
-        sampler = DistributedSampler(
-            train_set, rt.world, rt.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
-        )
-    train = DataLoader(
-        train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
-        drop_last=True, generator=gen, **common,
-    )  # fmt: skip
-    val_part = (
-        Subset(val_set, range(rt.rank, len(val_set), rt.world)) if rt.distributed else val_set
-    )
-    val = DataLoader(val_part, batch_size=per_rank, shuffle=False, **common)
-    return Loaders(train, val, sampler, gen, per_rank)
-
-
 def autocast(rt: Runtime) -> contextlib.AbstractContextManager:
     """bf16 autocast where the runtime says so, else nothing."""
     if rt.precision == "bf16":
@@ -96,37 +48,55 @@ def soft_cross_entropy(
     return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
-def mean_over_ranks(value: torch.Tensor, rt: Runtime) -> torch.Tensor:
-    if rt.distributed:
-        value = value.detach().clone()
-        dist.all_reduce(value)
-        value /= rt.world
-    return value
+def micro_slices(batch: int, micro_batch: int | None) -> list[slice]:
+    """The micro-batches of a per-rank batch (config.validate checks that they divide it)."""
+    size = micro_batch or batch
+    if batch % size:
+        raise TrialFailed(f"train.micro_batch {size} does not divide the per-rank batch {batch}")
+    return [slice(a, a + size) for a in range(0, batch, size)]
+
+
+def _sync_grads_on(step_model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP: all-reduce gradients only in the backward pass of the last micro-batch."""
+    ddp = getattr(step_model, "_orig_mod", step_model)  # under torch.compile
+    if last or not isinstance(ddp, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return ddp.no_sync()
 
 
 def train_step(
     parts: Any, images: torch.Tensor, labels: torch.Tensor, cfg: RunConfig, step: int
-) -> float:
-    """One optimiser step; returns the (rank-averaged) loss. Raises on a non-finite loss."""
+) -> torch.Tensor:
+    """One optimiser step over this rank's batch, in ``train.micro_batch`` pieces when set.
+
+    Returns this rank's mean loss as a detached tensor on the device, without reading it:
+    no host sync here (the loop checks finiteness at its cadence, see tally.Tally). The
+    micro-batch losses are weighted by their share of the batch, so the gradient is the
+    whole batch's (Mixup/CutMix mix the whole batch first, as without accumulation).
+    """
     rt, tc = parts.rt, cfg.train
     images = images.to(rt.device, non_blocking=True)
     labels = labels.to(rt.device, non_blocking=True)
+    if getattr(parts, "augment", None) is not None:  # uint8 in, 4x less host->device traffic
+        images = parts.augment(images)
     images, targets = parts.mixer(images, labels)
-    with autocast(rt):
-        logits = parts.step_model(images)
-    loss = soft_cross_entropy(logits, targets.to(logits.device), tc.label_smoothing)
-    if tc.inject_nan_at_step is not None and step == tc.inject_nan_at_step:
-        loss = loss * float("nan")  # test hook (see TrainConfig.inject_nan_at_step)
-    value = float(mean_over_ranks(loss.detach(), rt))
-    if not math.isfinite(value):
-        raise TrialFailed(f"non-finite loss ({value}) at step {step}")
     parts.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    pieces = micro_slices(images.size(0), tc.micro_batch)
+    total = torch.zeros((), device=rt.device)
+    for k, part in enumerate(pieces):
+        with _sync_grads_on(parts.step_model, k == len(pieces) - 1):
+            with autocast(rt):
+                logits = parts.step_model(images[part])
+            loss = soft_cross_entropy(logits, targets[part].to(logits.device), tc.label_smoothing)
+            if tc.inject_nan_at_step is not None and step == tc.inject_nan_at_step:
+                loss = loss * float("nan")  # test hook (see TrainConfig.inject_nan_at_step)
+            (loss / len(pieces)).backward()
+        total += loss.detach() / len(pieces)
     if tc.grad_clip:
         nn.utils.clip_grad_norm_(parts.model.parameters(), tc.grad_clip)
     parts.optimizer.step()
     parts.scheduler.step()
-    return value
+    return total
 
 
 @torch.no_grad()

@@ -1,0 +1,120 @@
+"""The train/val DataLoaders of one run: persistent, prefetching workers, deterministic order.
+
+In-process loading (``data.num_workers=0``) draws augmentation from the global RNG, which the
+loop re-seeds before every step. Worker processes have their own RNG; persistent workers
+would carry it from one epoch into the next, so a run resumed in a fresh process would
+augment differently. So with workers the sampler hands out ``(index, seed)`` pairs and each
+sample is augmented under its own seed, a function of (run seed, epoch, position): the
+images are the same whatever the number of workers and whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, Subset
+
+from ablations.config import RunConfig
+from ablations.train.runtime import Runtime
+from ablations.train.steps import TrialFailed
+
+
+def sample_seed_base(seed: int, epoch: int) -> int:
+    """First per-sample seed of an epoch (sample k of the epoch gets base + k)."""
+    state = np.random.SeedSequence([seed, epoch, 0, 1]).generate_state(1, np.uint64)[0]
+    return int(state >> 2)  # leaves room for + k below 2**63
+
+
+class SeededSampler(Sampler):
+    """Wraps an index sampler; yields ``(index, seed)`` with seed = epoch base + position."""
+
+    def __init__(self, inner: Sampler, seed: int) -> None:
+        self.inner, self.seed, self.epoch = inner, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = sample_seed_base(self.seed, self.epoch)
+        for k, index in enumerate(self.inner):
+            yield index, base + k
+
+
+class SeededDataset(Dataset):
+    """``dataset[(index, seed)]``: the sample ``index`` with the worker's RNG seeded first."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        torch.manual_seed(seed)  # a worker's own RNG: nothing else in the worker draws from it
+        return self.dataset[index]
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader
+    sampler: Sampler  # the train sampler: set_epoch per epoch where it has one
+    generator: torch.Generator  # single process: reseeded per epoch -> epoch order
+    per_rank_batch: int
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Make the epoch's sample order a function of (seed, epoch) only."""
+        self.generator.manual_seed(seed * 100_003 + epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+def _worker_options(cfg: RunConfig, rt: Runtime, persistent: bool) -> dict[str, Any]:
+    workers = cfg.data.num_workers
+    opts: dict[str, Any] = {"num_workers": workers, "pin_memory": rt.device.type == "cuda"}
+    if workers:  # spawned once per run, each keeps train.prefetch batches ready
+        opts.update(persistent_workers=persistent, prefetch_factor=cfg.train.prefetch)
+    return opts
+
+
+def make_loaders(train_set: Any, val_set: Any, cfg: RunConfig, rt: Runtime) -> Loaders:
+    """Train loader drops the last partial batch (no recompiles, equal DDP steps)."""
+    batch = cfg.train.batch_size
+    if batch % rt.world:
+        raise TrialFailed(f"train.batch_size {batch} is not divisible by {rt.world} DDP ranks")
+    per_rank = batch // rt.world
+    if len(train_set) < batch:
+        raise TrialFailed(f"the training set ({len(train_set)} images) is smaller than one batch")
+    gen = torch.Generator()
+    gen.manual_seed(cfg.train.seed)
+    sampler: Sampler
+    if rt.distributed:
+        sampler = DistributedSampler(
+            train_set, rt.world, rt.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+        )
+    else:
+        sampler = RandomSampler(train_set, generator=gen)
+    if cfg.data.num_workers:
+        sampler, train_set = SeededSampler(sampler, cfg.train.seed), SeededDataset(train_set)
+    train = DataLoader(
+        train_set, batch_size=per_rank, sampler=sampler, drop_last=True, generator=gen,
+        **_worker_options(cfg, rt, persistent=True),
+    )  # fmt: skip
+    val_part = (
+        Subset(val_set, range(rt.rank, len(val_set), rt.world)) if rt.distributed else val_set
+    )
+    # Evaluation runs every eval_every epochs: its workers are not kept alive in between.
+    val = DataLoader(
+        val_part, batch_size=per_rank, shuffle=False, **_worker_options(cfg, rt, False)
+    )
+    return Loaders(train, val, sampler, gen, per_rank)
