@@ -289,11 +289,11 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     """
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
     if flat.get("train.precision") == "auto":
-        flat["train.precision"] = "bf16" if _on_cuda(cfg.train.device) else "fp32"
+        flat["train.precision"] = "bf16" if on_cuda(cfg.train.device) else "fp32"
     return flat
 
 
-def _on_cuda(device: str) -> bool:
+def on_cuda(device: str) -> bool:
     """Whether ``train.device`` runs on CUDA here (no availability check: a dry run may
     plan for another machine; the device itself is checked in ``validate``)."""
     if device == "auto":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablations.config import ConfigError, RunConfig
+from ablations.config import ConfigError
 from ablations.sweep.spec import Sweep
 
 

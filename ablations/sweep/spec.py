@@ -117,11 +117,11 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
 
 def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:
     """How a point's config differs from the paper protocol (the axis itself excluded)."""
-    from ablations.config import _on_cuda, to_dict
+    from ablations.config import on_cuda, to_dict
 
     paper = sweep.catalog.protocols.get("paper", RunConfig())
     sci = science(cfg)
-    device = "cuda" if _on_cuda(cfg.train.device) else cfg.train.device.split(":")[0]
+    device = "cuda" if on_cuda(cfg.train.device) else cfg.train.device.split(":")[0]
     device = "cpu" if device == "auto" else device
     compiled = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device == "cuda")
     runtime = {"precision": sci["train.precision"], "compile": compiled, "device": device}
