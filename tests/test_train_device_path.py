@@ -217,3 +217,17 @@ def test_fast_math_flags_for_cuda_only():
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
          torch.backends.cudnn.benchmark) = saved  # fmt: skip
+
+
+def test_checkpoint_from_before_the_new_fields_still_resumes():
+    from ablations.config import to_dict
+    from ablations.train.checkpoint import config_changes
+
+    new = to_dict(_cfg())
+    old = copy.deepcopy(new)
+    for key in ("micro_batch", "log_every", "prefetch"):
+        del old["train"][key]
+    del old["data"]["augment_on"]
+    assert config_changes(old, new) == []
+    changed = to_dict(_cfg(data={"augment_on": "device"}))
+    assert config_changes(old, changed) == ["data.augment_on"]

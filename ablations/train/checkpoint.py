@@ -73,10 +73,11 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Keys whose values differ in a way that makes resuming invalid."""
-    from ablations.config import flatten
+    """Keys whose values differ in a way that makes resuming invalid. A key the old config
+    lacks (a field added since) counts as its default, which keeps the old behaviour."""
+    from ablations.config import RunConfig, flatten, to_dict
 
-    a, b = flatten(old), flatten(new)
+    a, b = {**flatten(to_dict(RunConfig())), **flatten(old)}, flatten(new)
     keys = sorted(set(a) | set(b))
     return [k for k in keys if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
 
