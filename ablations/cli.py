@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="list trials, FLOPs and cost; no training"
     )
     p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
+    p.add_argument("--measure", action="store_true",
+                   help="with --dry-run: time train steps here, estimate wall time")  # fmt: skip
     p.add_argument("--rerun", action="store_true", help="retrain points that already finished")
     p.add_argument("--retry-failed", action="store_true", help="retrain points that failed")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
@@ -156,6 +158,10 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     has_root = any(c.data.root or c.data.dataset == "synthetic" for c in s.configs.values())
     summaries = checks.check_all(s, data=has_root)
     rows = plan(s, summaries)
+    if args.measure:
+        from ablations.sweep.plan import add_measured
+
+        add_measured(s, rows)
     header = f"{s.study_name}: {len(rows)} trials -> {s.exp_dir}"
     if not has_root:
         header += "\n(data not checked: data.root is not set)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from ablations.cli import main
@@ -72,3 +73,17 @@ def test_paper_protocol_needs_data_root_before_training(capsys, tmp_path):
 def test_status_of_an_unstarted_experiment(capsys, tmp_path):
     assert main(["status", "table3", "--protocol", "smoke", "--results", str(tmp_path)]) == 0
     assert "not started" in capsys.readouterr().out
+
+
+def test_dry_run_measure_estimates_wall_time_from_real_steps(capsys, tmp_path):
+    code = main(["sweep", "table2", "--protocol", "smoke", "--dry-run", "--measure", "--json",
+                 "--variants", "uni,quad", "--results", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    rows = {r["trial"]: r for r in json.loads(capsys.readouterr().out)}
+    for r in rows.values():
+        images = r["train_steps"] * r["batch_size"]
+        assert r["est_train_hours"] * 3600 == pytest.approx(images / r["measured_img_per_s"])
+        assert r["batch_size"] % r["suggested_micro_batch"] == 0
+    # quad runs four directions per block: measured slower than uni on any device
+    assert rows["quad-s0"]["measured_img_per_s"] < rows["uni-s0"]["measured_img_per_s"]
+    assert not any(tmp_path.iterdir())

@@ -71,9 +71,27 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
             "params": params,
             "flops": flops, "train_images": images, "images_how": how,
             "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
-            "train_flops": cost, "run_dir": p.run_dir,
+            "train_flops": cost, "train_steps": steps, "run_dir": p.run_dir,
         })  # fmt: skip
     return rows
+
+
+def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None:
+    """``--measure``: time a few real train steps of each distinct model here (random images
+    of the configured size) and estimate each trial's wall time from the images it will see."""
+    from ablations.train.measure import measure_throughput
+
+    cache: dict[str, dict[str, Any]] = {}
+    for p, row in zip(sweep.grid, rows, strict=True):
+        cfg = sweep.config_for(p)
+        key = repr((cfg.model, cfg.data.img_size, cfg.train.batch_size, cfg.train.micro_batch))
+        if key not in cache:
+            cache[key] = measure_throughput(cfg, steps)
+        m = cache[key]
+        images = row["train_steps"] * cfg.train.batch_size if row["train_steps"] else None
+        row.update(measured_img_per_s=m["img_per_s"], device=m["device"],
+                   suggested_micro_batch=m["suggested_micro_batch"],
+                   est_train_hours=images / m["img_per_s"] / 3600 if images else None)  # fmt: skip
 
 
 def format_plan(rows: list[dict[str, Any]], header: str) -> str:
@@ -89,6 +107,22 @@ def format_plan(rows: list[dict[str, Any]], header: str) -> str:
     total = sum(known) / 1e15
     lines.append(f"{len(rows)} trials; estimated training cost {total:.4g} PFLOPs "
                  "(3 x forward FLOPs x images x epochs; eval not counted)")  # fmt: skip
+    lines += _measured_lines(rows)
     if rows and rows[0]["images_how"] != "exact":
         lines.append(f"images per epoch: {rows[0]['images_how']}")
     return "\n".join(lines)
+
+
+def _measured_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What ``--measure`` found: per trial img/s and hours here, and the total."""
+    if not rows or "measured_img_per_s" not in rows[0]:
+        return []
+    out = [f"measured on {rows[0]['device']} (a few train steps of each model, eval not counted):"]
+    for r in rows:
+        hours = r["est_train_hours"]
+        est = f"{hours:.3g} h" if hours is not None else "?"
+        out.append(f"  {r['trial']:<26}{r['measured_img_per_s']:>10.1f} img/s  {est:>10}  "
+                   f"micro-batch that fits: {r['suggested_micro_batch']}")  # fmt: skip
+    total = sum(r["est_train_hours"] or 0 for r in rows)
+    out.append(f"estimated wall time here: {total:.3g} h for {len(rows)} trials, one at a time")
+    return out
