@@ -88,7 +88,7 @@ def test_tune_split_is_held_out_of_train_for_every_kind(tmp_path, kind, cifar_md
     assert held and not held & train and not held & val
     assert train | held == set(_ids(std.train))  # the standard train set, split in two
     assert tune.info["split"] == "tune" and tune.info["val_source"] == "train"
-    assert std.info["val_source"] == "val"
+    assert std.info["val_source"] == "val" and tune.info["val_labels"].startswith("held out")
     n = std.info["train_per_class"]
     assert tune.info["val_per_class"] == {c: max(1, round(0.25 * k)) for c, k in n.items()}
     again = build_datasets(dataclasses.replace(cfg, split="tune", tune_fraction=0.25))

@@ -25,6 +25,7 @@ from .split import counts_per_class, select
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger("ablations.data")
+HELD_OUT = "held out of train (split='tune')"  # provenance: val_labels of the tune split
 
 
 @dataclass
@@ -61,7 +62,8 @@ def _build_arrays(cfg: DataConfig, arrays: Arrays) -> DataBundle:
     val = take(*pool, val_idx, eval_transform(cfg.img_size, "square"))
     prov = _provenance(
         cfg, arrays.classes, train.targets, val.targets, root=arrays.root, class_list=None,
-        val_source=source, val_labels=arrays.info.get("val_labels"),
+        val_source=source,
+        val_labels=HELD_OUT if source == "train" else arrays.info.get("val_labels"),
     )  # fmt: skip
     return DataBundle(train, val, len(arrays.classes), list(arrays.classes), prov.to_dict())
 
@@ -70,7 +72,7 @@ def _labels(files: SplitFiles) -> list[int]:
     return [s.label for s in files.samples]
 
 
-def _scan(cfg: DataConfig) -> tuple[FileScan, str]:
+def scan_selected(cfg: DataConfig) -> tuple[FileScan, str]:
     """The selected files of a ``files`` kind (subsets / tune split applied) + val source."""
     cfg.validate()
     kind = KINDS[cfg.dataset]
@@ -105,7 +107,7 @@ def _cache_folder(cfg: DataConfig, found: FileScan) -> tuple[Path, str, dict]:
 
 
 def _prepare(cfg: DataConfig, progress: bool) -> tuple[Path, str, bool, FileScan, str]:
-    found, source = _scan(cfg)
+    found, source = scan_selected(cfg)
     folder, key, sizes = _cache_folder(cfg, found)
     jobs = {
         "train": (found.train.samples, sizes["train"]),
@@ -134,7 +136,7 @@ def _build_files(cfg: DataConfig) -> DataBundle:
         extra["cache"] = {"path": str(folder), "key": key, "built_now": built}
         extra["stored_size"] = cfg.stored_size
     else:
-        found, source = _scan(cfg)
+        found, source = scan_selected(cfg)
         tf = train_transform(cfg.augment, cfg.img_size, "raw")
         train = ImageFolderDataset(found.train.samples, tf, cfg.strict)
         val_tf = eval_transform(cfg.img_size, "raw")
@@ -142,7 +144,7 @@ def _build_files(cfg: DataConfig) -> DataBundle:
         skipped = _skipped(found)
         # Live lists: decode failures found while iterating (in this process) land here.
         extra["runtime_skipped"] = {"train": train.skipped, "val": val.skipped}
-    val_labels = "held out of train" if source == "train" else found.val_labels
+    val_labels = HELD_OUT if source == "train" else found.val_labels
     prov = _provenance(
         cfg, found.classes, train.targets, val.targets, root=found.root,
         class_list=found.class_list, val_source=source, val_labels=val_labels,

@@ -7,7 +7,7 @@ counts are those the run would use: subsets and the tune split applied.
 
 from __future__ import annotations
 
-from .build import _scan
+from .build import scan_selected
 from .config import DataConfig
 from .provenance import DataSummary
 from .registry import KINDS
@@ -20,7 +20,7 @@ def describe(cfg: DataConfig) -> DataSummary:
     cfg.validate()
     kind = KINDS[cfg.dataset]
     if kind.family == "files":
-        found, _ = _scan(cfg)
+        found, _ = scan_selected(cfg)
         classes, root = found.classes, found.root
         n_train, n_val = len(found.train.samples), len(found.val.samples)
     else:
