@@ -127,50 +127,57 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ablations import runner, sweep
+    from ablations.sweep import command, resolve
 
-    s = sweep.resolve(sweep_options(args), check_data=not args.dry_run)
+    s = resolve(sweep_options(args), check_data=not args.dry_run)
     if args.dry_run:
-        from ablations.plan import format_plan, plan
+        return _dry_run(s, args)
+    return command.run(s, args)
 
-        rows = plan(s)
-        header = f"{s.study_name}: {len(rows)} trials -> {s.exp_dir}"
-        print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
-        return 0
-    return runner.run(s, args)
+
+def _dry_run(s: Any, args: argparse.Namespace) -> int:
+    """The trial list and its cost, after the same checks as a sweep (nothing is written).
+    Without a data.root the data are priced from what is known of the dataset."""
+    from ablations.sweep import checks
+    from ablations.sweep.plan import format_plan, plan
+
+    has_root = any(c.data.root or c.data.dataset == "synthetic" for c in s.configs.values())
+    summaries = checks.check_all(s, data=has_root)
+    rows = plan(s, summaries)
+    header = f"{s.study_name}: {len(rows)} trials -> {s.exp_dir}"
+    if not has_root:
+        header += "\n(data not checked: data.root is not set)"
+    print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ablations import sweep
+    from ablations.sweep import resolve, rows, worker
 
-    s = sweep.resolve(sweep_options(args))
-    study = sweep.load_study(s)
-    if study is None and not s.exp_dir.is_dir():
+    s = resolve(sweep_options(args), check_data=False)
+    if not s.exp_dir.is_dir():
         print(f"{s.study_name}: not started ({s.exp_dir} does not exist)")
         return 0
-    path = sweep.write_runs(s, study)
-    from ablations.grid import runs_rows
-
-    rows = runs_rows(s.exp_dir, study, s.grid, {})
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-        top1 = f"{r['top1']:.2f}" if isinstance(r["top1"], float) else ""
-        print(f"{r['variant']:<20} s{r['seed']:<4} {r['state']:<9} {top1:>7} "
-              f"{r['fail_reason'] or ''}")  # fmt: skip
+    study = worker.load_study(s)
+    path = rows.write_runs(s.exp_dir, study)
+    records = rows.collect(s.exp_dir, study)
+    for r in records:
+        top1 = f"{r.top1:.2f}" if isinstance(r.top1, float) else ""
+        print(f"{r.variant:<20} s{r.seed:<4} {r.state:<11} {top1:>7} {r.fail_reason or ''}")
+    counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"runs: {path}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ablations import sweep
     from ablations.report import build_report, write_index
+    from ablations.sweep import SweepError, resolve, rows, worker
 
-    s = sweep.resolve(sweep_options(args))
-    if not s.exp_dir.is_dir():
-        raise sweep.SweepError(f"{s.exp_dir} does not exist: run `sweep {s.exp.name}` first")
-    sweep.write_runs(s, sweep.load_study(s))
+    s = resolve(sweep_options(args), check_data=False)
+    if not (s.exp_dir / "experiment.json").is_file():
+        raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
+    rows.write_runs(s.exp_dir, worker.load_study(s))
     print(f"report: {build_report(s.exp_dir)}")
     print(f"index: {write_index(Path(args.results))}")
     return 0
@@ -211,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     import vil
     from ablations.data import DataConfigError
     from ablations.sweep import SweepError
+    from ablations.sweep.storage import StorageError
     from ablations.train import PathError
 
     args = build_parser().parse_args(argv)
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataConfigError, vil.UnknownNameError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except (SweepError, PathError) as e:
+    except (SweepError, PathError, StorageError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)
         return EXIT_IO
     except PermissionError as e:

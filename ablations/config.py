@@ -259,6 +259,36 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys that do not change what a run measures (where and how fast it runs, paths, logging).
+# They are left out of a run's fingerprint: changing them never invalidates a finished run.
+NOT_SCIENCE = frozenset({
+    "train.device", "train.compile", "train.ckpt_every", "train.eval_every",
+    "train.log_every", "train.micro_batch", "data.root", "data.cache", "data.cache_dir",
+    "data.num_workers", "data.strict", "data.download", "model.cell",
+})  # fmt: skip
+
+
+def science(cfg: RunConfig) -> dict[str, Any]:
+    """The flat science part of ``cfg``: what a run's fingerprint hashes.
+
+    ``train.precision: auto`` is replaced by what it resolves to on this machine (bf16 on
+    CUDA, fp32 elsewhere): the same config on another device is another experiment.
+    """
+    from ablations.train.runtime import resolve_device
+
+    flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
+    if flat.get("train.precision") == "auto":
+        cuda = resolve_device(cfg.train.device).type == "cuda"
+        flat["train.precision"] = "bf16" if cuda else "fp32"
+    return flat
+
+
+def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``["train.epochs 2 -> 1", ...]`` between two flat science dicts."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
 def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunConfig:
     """Cross-field checks that need the whole config (data settings, size/patch fit).
 

@@ -17,7 +17,7 @@ import yaml
 from ablations.config import ConfigError, ModelConfig, RunConfig, apply, dotted, merge
 
 PACKAGE_FILE = Path(__file__).with_name("experiments.yaml")
-AXES = ("traversal", "pooling")
+SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
 TOP_KEYS = ("default_protocol", "protocols", "experiments")
 PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
 EXPERIMENT_KEYS = ("description", "axis", "reference", "seeds", "model", "variants")
@@ -28,8 +28,8 @@ class Variant:
     """One row of an experiment: a name and its model overrides (plus optional ``set:``)."""
 
     name: str
-    model: dict[str, Any]  # ModelConfig overrides, including the axis value
-    overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides
+    overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides,
+    # including the axis value (``{"model": {"traversal": "bi"}}``)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Experiment:
     """A grid of variants along one axis, times seeds."""
 
     name: str
-    axis: str  # "traversal" | "pooling"
+    axis: str  # "traversal" | "pooling" | any config key path, e.g. "model.init"
     reference: str  # the variant the others are compared with
     variants: tuple[Variant, ...]
     seeds: tuple[int, ...]  # the experiment's own, or (0,) when it names none
@@ -55,15 +55,33 @@ class Experiment:
                 return v
         raise ConfigError(f"experiment {self.name}: unknown variant {name!r}")
 
+    @property
+    def axis_key(self) -> str:
+        """The config key the axis varies (``traversal`` -> ``model.traversal``)."""
+        return axis_key(self.axis)
+
     def config_for(
-        self, protocol: RunConfig, variant: str, seed: int, cli: Mapping[str, Any] | None = None
+        self,
+        protocol: RunConfig,
+        variant: str,
+        seed: int,
+        cli: Mapping[str, Any] | None = None,
+        device: str | None = None,
     ) -> RunConfig:
-        """Resolved config of one grid point: protocol < fixed model < --set < variant < seed."""
+        """The one layering of a grid point's config, used for every trial and record:
+        protocol < experiment's fixed model < --set < variant < seed < --device."""
         v = self.variant(variant)
         cfg = apply(protocol, {"model": self.model}, f"experiment {self.name}")
         cfg = apply(cfg, cli or {}, "--set")
-        cfg = apply(cfg, {"model": v.model, **v.overrides}, f"{self.name}/{v.name}")
-        return apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
+        cfg = apply(cfg, v.overrides, f"{self.name}/{v.name}")
+        cfg = apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
+        if device:
+            cfg = apply(cfg, {"train": {"device": device}}, "--device")
+        return cfg
+
+
+def axis_key(axis: str) -> str:
+    return f"model.{axis}" if axis in SHORT_AXES else axis
 
 
 @dataclass
@@ -193,11 +211,7 @@ def _seed_list(seeds: Any, source: str, path: str) -> tuple[int, ...]:
 def _experiment(name: str, spec: Any, source: str) -> Experiment:
     prefix = f"experiments.{name}."
     _keys(spec, EXPERIMENT_KEYS, source, prefix)
-    axis = spec.get("axis")
-    if axis not in AXES:
-        raise ConfigError(
-            f"{source}: {prefix}axis: unknown axis {axis!r}; valid: {', '.join(AXES)}"
-        )
+    axis = _check_axis(spec.get("axis"), source, f"{prefix}axis")
     fixed = _mapping(spec.get("model", {}) or {}, source, f"{prefix}model")
     merge(ModelConfig(), fixed, source, f"{prefix}model.", "model.")
     raw_variants = spec.get("variants")
@@ -225,16 +239,32 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _axis_keys() -> list[str]:
+    from ablations.config import flatten, to_dict
+
+    return sorted(flatten(to_dict(RunConfig())))
+
+
+def _check_axis(axis: Any, source: str, path: str) -> str:
+    """``traversal``, ``pooling`` or a leaf key path of RunConfig (``model.init``)."""
+    if axis in SHORT_AXES or (isinstance(axis, str) and axis in _axis_keys()):
+        return axis
+    valid = ", ".join([*SHORT_AXES, "or a config key such as model.init"])
+    raise ConfigError(f"{source}: {path}: unknown axis {axis!r}; valid: {valid}")
+
+
 def _variant(item: Any, axis: str, source: str, path: str) -> Variant:
-    """``"bi"`` or ``{name: uni, pooling: last, set: {train.epochs: 3}}``."""
+    """``"bi"``, ``{name: uni, pooling: last, set: {train.epochs: 3}}`` or, for any axis,
+    ``{name: deep, value: 12}`` (the axis value, when it is not the name itself)."""
     if isinstance(item, str):
         item = {"name": item}
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise ConfigError(f"{source}: {path}: expected a name or a mapping with 'name'")
-    model = {k: v for k, v in item.items() if k not in ("name", "set")}
-    model.setdefault(axis, item["name"])
+    model = {k: v for k, v in item.items() if k not in ("name", "set", "value")}
     merge(ModelConfig(), model, source, f"{path}.", "model.")
     sets = _mapping(item.get("set", {}) or {}, source, f"{path}.set")
-    overrides = dotted(sets)
-    apply(RunConfig(), overrides, source, f"{path}.set.")
-    return Variant(item["name"], model, overrides)
+    value = item.get("value", item["name"])
+    overrides = dotted({**{f"model.{k}": v for k, v in model.items()}, **sets,
+                        axis_key(axis): value})  # fmt: skip
+    apply(RunConfig(), overrides, source, f"{path}.")
+    return Variant(item["name"], overrides)

@@ -47,7 +47,8 @@ class PlainProgress:
             if pos and pos.global_step
             else ""
         )
-        self._print(f"{name}: {epochs} epochs x {steps_per_epoch} steps{at}")
+        unit = "epoch" if epochs == 1 else "epochs"
+        self._print(f"{name}: {epochs} {unit} x {steps_per_epoch} steps{at}")
 
     def step(self, epoch: int, step: int, loss: float, lr: float, img_s: float) -> None:
         if time.monotonic() - self._last >= self.every_s:

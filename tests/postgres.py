@@ -64,15 +64,20 @@ def _as_db_user(cmd: list[str]) -> list[str]:
     return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(cmd)]
 
 
+PASSWORD = "vil-test-pw"  # host connections need it (scram): wrong passwords can be tested
+
+
 def _run(cmd: list[str]) -> None:
-    done = subprocess.run(_as_db_user(cmd), capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PGPASSWORD": PASSWORD}
+    done = subprocess.run(_as_db_user(cmd), capture_output=True, text=True, timeout=120, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """``postgresql+psycopg2://`` URL of a fresh database on a private server."""
+    """``postgresql+psycopg2://`` URL (with its password) of a fresh database on a private
+    server that authenticates host connections by password."""
     bindir = _find_bin()
     if bindir is None:
         reason = _install()
@@ -86,14 +91,19 @@ def pg_url() -> Iterator[str]:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
     port = _free_port()
-    _run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"])
+    pwfile = base / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(pwfile, "postgres")
+    _run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+          "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"])  # fmt: skip
     opts = f"-h 127.0.0.1 -p {port} -k {sock} -c max_connections=200 -c fsync=off"
     _run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-t", "60",
           "-l", str(base / "server.log"), "start"])  # fmt: skip
     db = f"vil_{uuid.uuid4().hex[:8]}"
     try:
         _run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{db}"
+        yield f"postgresql+psycopg2://postgres:{PASSWORD}@127.0.0.1:{port}/{db}"
     finally:
         subprocess.run(_as_db_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
                                     "-w", "stop"]), capture_output=True, timeout=120)  # fmt: skip

@@ -12,7 +12,7 @@ from ablations.train import train
 def test_demo_model_reaches_ten_times_chance(tmp_path):
     cat = load_catalog()
     cfg = cat.experiment("table2").config_for(cat.protocol("demo"), "alternating", 0)
-    result = train(cfg, tmp_path / "run")
+    result = train(cfg, tmp_path / "run").to_dict()
     chance = 100.0 / cfg.data.num_classes  # top-1 is in percent
     assert chance <= 10.0, "10x chance needs at least 10 classes"
     assert result["top1"] >= 10 * chance, result["top1"]

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from ablations.report import build_report, write_index
+from ablations.runs import RunRecord
 
 SEEDS = [0, 1, 2]
 PARAMS = {"uni": 5.889e6, "bi": 6.286e6, "alternating": 5.889e6, "quad": 7.079e6}
@@ -81,15 +82,6 @@ def make_experiment(root: Path, axis: str, variants: list[str], rows: list[tuple
         "reference": "alternating" if axis == "traversal" else "bilateral_avg",
         "variants": variants,
         "seeds": SEEDS,
-        "protocol_config": {
-            "model": {"size": "tiny", "dim": 192, "depth": 4, "patch_size": 4},
-            "data": {"dataset": "synthetic", "class_list": "first100", "img_size": 32},
-            "train": {"epochs": 4, "batch_size": 32, "lr": 1e-3},
-        },
-        "deviations": ["4 epochs instead of 400", "synthetic data instead of ImageNet-100"],
-        "device": "cpu",
-        "versions": {"torch": "2.x", "python": "3.11"},
-        "git_rev": "abc1234",
     }
     (exp_dir / "experiment.json").write_text(json.dumps(meta))
     runs = [_run_row(*r, axis=axis) for r in rows]
@@ -97,7 +89,29 @@ def make_experiment(root: Path, axis: str, variants: list[str], rows: list[tuple
     for r in runs:
         if r["state"] in ("COMPLETE", "FAIL"):
             _metrics(exp_dir / r["run_dir"], r["top1"] if r["state"] == "COMPLETE" else 30.0)
+        if r["state"] != "MISSING":
+            _record(exp_dir, r)
     return exp_dir
+
+
+def _record(exp_dir: Path, row: dict) -> None:
+    """The run's result.json, as the trial writes it (the report's source of settings)."""
+    config = {
+        "model": {"size": "tiny", "dim": 192, "depth": 4, "patch_size": 4},
+        "data": {"dataset": "synthetic", "class_list": "first100", "img_size": 32},
+        "train": {"epochs": 4, "batch_size": 32, "lr": 1e-3},
+    }
+    rec = RunRecord.from_dict({k: v for k, v in row.items() if not _nan(v)})
+    rec.update(dict(config=config, dataset="synthetic", class_list="first100", img_size=32,
+                    model_size="tiny", dim=192, depth=4, epochs=4, batch_size=32, base_lr=1e-3,
+                    device="cpu", versions={"torch": "2.x", "python": "3.11"}, git_rev="abc1234",
+                    deviations=["4 epochs instead of 400",
+                                "synthetic data instead of ImageNet-100"]))  # fmt: skip
+    rec.write(exp_dir / row["run_dir"])
+
+
+def _nan(v: object) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,17 @@ from tests.postgres import REPO, cli_env, run_cli, start_cli  # noqa: E402
 SMOKE = ["--protocol", "smoke", "--no-report", "--plain"]
 
 
-def _rows(results: Path, exp: str = "table2") -> dict[str, dict]:
-    return {r["variant"]: r for r in csv.DictReader(open(results / exp / "runs.csv"))}
+def _rows(results: Path, exp: str = "table2", protocol: str = "smoke") -> dict[str, dict]:
+    path = results / protocol / exp / "runs.csv"
+    return {r["variant"]: r for r in csv.DictReader(open(path))}
 
 
 def _result(results: Path, run: str, exp: str = "table2") -> dict:
-    return json.loads((results / exp / "runs" / run / "result.json").read_text())
+    return json.loads((results / "smoke" / exp / "runs" / run / "result.json").read_text())
 
 
 def _metrics(results: Path, run: str) -> list[dict]:
-    rows = csv.DictReader(open(results / "table2" / "runs" / run / "metrics.csv"))
+    rows = csv.DictReader(open(results / "smoke" / "table2" / "runs" / run / "metrics.csv"))
     keep = ("epoch", "step", "lr", "train_loss", "val_loss", "val_top1", "val_top5")
     return [{k: r[k] for k in keep} for r in rows]
 
@@ -38,16 +39,16 @@ def test_sigint_stops_cleanly_and_resume_matches_uninterrupted_run(tmp_path):
     assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
     out = tmp_path / "int"
     proc = start_cli(*args, "--results", str(out), log=tmp_path / "int.log")
-    ckpt = out / "table2" / "runs" / "alternating-s0" / "checkpoint.pt"
+    ckpt = out / "smoke" / "table2" / "runs" / "alternating-s0" / "checkpoint.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, (tmp_path / "int.log").read_text()[-3000:]
     row = _rows(out)["alternating"]
-    assert row["state"] == "FAIL" and row["fail_reason"] == "interrupted"
+    assert row["state"] == "INTERRUPTED" and row["fail_reason"] == "interrupted"
     stopped = _result(out, "alternating-s0")
-    assert stopped["state"] == "FAIL" and stopped["fail_reason"] == "interrupted"
+    assert stopped["state"] == "INTERRUPTED" and stopped["fail_reason"] == "interrupted"
     again = run_cli(*args, "--results", str(out))
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     resumed, full = _result(out, "alternating-s0"), _result(tmp_path / "ref", "alternating-s0")
@@ -73,7 +74,9 @@ def _experiments_with_nan(tmp_path: Path) -> Path:
 def test_nan_fails_that_trial_with_its_reason_and_the_sweep_goes_on(tmp_path):
     exps = _experiments_with_nan(tmp_path)
     done = run_cli("sweep", "nan", "--experiments", str(exps), "--results", str(tmp_path), *SMOKE)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]  # a point failed
+    assert "FAILED uni-s0: TrialFailed: non-finite loss" in done.stderr
+    assert "--retry-failed" in done.stderr
     rows = _rows(tmp_path, "nan")
     assert rows["alternating"]["state"] == rows["bi_shared"]["state"] == "COMPLETE"
     assert rows["uni"]["state"] == "FAIL"
@@ -83,7 +86,7 @@ def test_nan_fails_that_trial_with_its_reason_and_the_sweep_goes_on(tmp_path):
     result = _result(tmp_path, "uni-s0", "nan")
     assert result["state"] == "FAIL" and "non-finite loss" in result["fail_reason"]
     again = run_cli("sweep", "nan", "--experiments", str(exps), "--results", str(tmp_path), *SMOKE)
-    assert again.returncode == 0 and "uni-s0: " not in again.stdout  # failed: not retried
+    assert again.returncode == 1 and "uni-s0: " not in again.stdout  # failed: not retried
 
 
 def test_local_workers_share_the_journal_and_runs_are_not_retrained(tmp_path):
@@ -93,16 +96,16 @@ def test_local_workers_share_the_journal_and_runs_are_not_retrained(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = _rows(tmp_path, "table3")
     assert {r["state"] for r in rows.values()} == {"COMPLETE"} and len(rows) == 3
-    assert (tmp_path / "table3" / "logs" / "worker-1.log").exists()
-    info = json.loads((tmp_path / "table3" / "experiment.json").read_text())
+    assert (tmp_path / "smoke" / "table3" / "logs" / "worker-1.log").exists()
+    info = json.loads((tmp_path / "smoke" / "table3" / "experiment.json").read_text())
     assert info["protocol"] == "smoke" and info["axis"] == "pooling"
-    assert any(d.startswith("data.dataset: synthetic") for d in info["deviations"])
+    record = _result(tmp_path, "avg-s0", "table3")
+    assert any(d.startswith("data.dataset: synthetic") for d in record["deviations"])
     again = run_cli(*args)
-    assert again.returncode == 0 and "epochs x" not in again.stdout  # nothing retrained
+    assert again.returncode == 0 and " steps" not in again.stdout  # nothing retrained
     other = run_cli(*args[:-4], "--protocol", "demo", "--results", str(tmp_path), "--dry-run")
     assert other.returncode == 0  # a dry run writes nothing
-    wrong = run_cli("sweep", "table3", "--protocol", "demo", "--results", str(tmp_path))
-    assert wrong.returncode == 1 and "--results results/demo" in wrong.stderr
+    assert not (tmp_path / "demo").exists()
 
 
 def test_torchrun_two_process_trial(tmp_path):
@@ -121,14 +124,14 @@ def test_torchrun_two_process_trial(tmp_path):
 
 
 def test_deviations_skip_synthetic_only_knobs_for_real_data():
-    from ablations.grid import deviations
+    from ablations.sweep.grid import deviations
 
     paper = {"data": {"dataset": "imagenet100", "train_samples": 20000, "img_size": 128}}
     synthetic = {"data": {"dataset": "synthetic", "train_samples": 2048, "img_size": 32}}
     real = {"data": {"dataset": "imagefolder", "train_samples": 2048, "img_size": 128}}
-    got = deviations(synthetic, paper, "traversal", {}, {})
+    got = deviations(synthetic, paper, "model.traversal", {}, {})
     assert "data.train_samples: 2048 (synthetic data only)" in got
     assert "data.img_size: 32 (paper: 128)" in got
-    assert deviations(real, paper, "traversal", {}, {}) == [
+    assert deviations(real, paper, "model.traversal", {}, {}) == [
         "data.dataset: imagefolder (paper: imagenet100)"
     ]

@@ -55,7 +55,7 @@ def test_two_workers_train_every_point_exactly_once(pg_url, tmp_path):  # noqa: 
     assert all(t.state.name == "COMPLETE" for t in trials)
     workers_used = {t.user_attrs["worker"] for t in trials}
     assert len(workers_used) == 2, "both workers should have trained something"
-    rows = list(csv.DictReader(open(tmp_path / "table2" / "runs.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "smoke" / "table2" / "runs.csv")))
     assert len(rows) == 6 and {r["state"] for r in rows} == {"COMPLETE"}
 
 
@@ -63,7 +63,7 @@ def _running_trial_of(url: str, pid: int, results: Path):
     """A RUNNING trial of worker ``pid`` with a checkpoint already written, or None."""
     for t in _trials(url):
         if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}"):
-            if (results / "table2" / t.user_attrs["run_dir"] / "checkpoint.pt").exists():
+            if (results / "smoke" / "table2" / t.user_attrs["run_dir"] / "checkpoint.pt").exists():
                 return t
     return None
 
@@ -87,10 +87,10 @@ def test_killed_worker_trial_is_retried_from_checkpoint(pg_url, tmp_path):  # no
     assert [t.state.name for t in mine] == ["FAIL", "COMPLETE"]
     assert mine[1].user_attrs["resume"] is True
     result = json.loads(
-        (tmp_path / "table2" / trial.user_attrs["run_dir"] / "result.json").read_text()
+        (tmp_path / "smoke" / "table2" / trial.user_attrs["run_dir"] / "result.json").read_text()
     )
     assert result["state"] == "COMPLETE" and result["resumed_from"]["epoch"] >= 1
-    rows = list(csv.DictReader(open(tmp_path / "table2" / "runs.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "smoke" / "table2" / "runs.csv")))
     assert {r["state"] for r in rows} == {"COMPLETE"} and len(rows) == 2
 
 
@@ -103,3 +103,21 @@ def test_storage_benchmark_on_postgres_claims_each_trial_once(pg_url, tmp_path):
     assert row["trials"] == 15 and row["storage_ms_per_trial"] > 0
     study = optuna.load_study(study_name=row["study"], storage=url)
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 15
+
+
+def test_plain_postgresql_url_works_and_a_wrong_password_is_one_line(pg_url, tmp_path):  # noqa: F811
+    """``postgresql://`` (as --help shows it) picks the installed driver; a wrong password
+    gives one line with the masked URL and leaves no results folder behind."""
+    url = new_database(pg_url).replace("postgresql+psycopg2://", "postgresql://")
+    args = _sweep_args(url, tmp_path / "ok", "alternating", "0")
+    ok = start_cli(*args, log=tmp_path / "ok.log")
+    assert _wait([ok], timeout=240) == [0], (tmp_path / "ok.log").read_text()[-2000:]
+    assert (tmp_path / "ok" / "smoke" / "table2" / "runs.csv").exists()
+    wrong = url.replace(":vil-test-pw@", ":not-the-password@")
+    bad = start_cli(*_sweep_args(wrong, tmp_path / "bad", "alternating", "0"),
+                    log=tmp_path / "bad.log")  # fmt: skip
+    assert _wait([bad], timeout=120) == [1]
+    err = [ln for ln in (tmp_path / "bad.log").read_text().splitlines() if ln.strip()]
+    assert len(err) == 1 and "postgres:***@127.0.0.1" in err[0], err
+    assert "not-the-password" not in err[0] and "password authentication failed" in err[0]
+    assert not (tmp_path / "bad").exists()

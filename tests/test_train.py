@@ -59,7 +59,7 @@ def _metrics(run_dir):
 
 
 def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path):
-    full = train(_cfg(), tmp_path / "full")
+    full = train(_cfg(), tmp_path / "full").to_dict()
     calls = {"n": 0}
 
     def stop_at_step_6() -> bool:  # polled once per step: stop before step 6 (epoch 2)
@@ -70,9 +70,9 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path):
     with pytest.raises(Interrupted):
         train(_cfg(), run, should_stop=stop_at_step_6)
     stopped = json.loads((run / "result.json").read_text())
-    assert stopped["state"] == "FAIL" and stopped["fail_reason"] == "interrupted"
+    assert stopped["state"] == "INTERRUPTED" and stopped["fail_reason"] == "interrupted"
     assert (run / "checkpoint.pt").exists() and not list(run.glob(".checkpoint.pt.*"))
-    resumed = train(_cfg(), run)
+    resumed = train(_cfg(), run).to_dict()
     assert resumed["resumed_from"] == {"epoch": 1, "step": 2, "global": 6}
     for key in ("top1", "top5", "val_loss"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6)
@@ -88,7 +88,7 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path):
 
 
 def test_max_steps_stops_early_and_still_evaluates(tmp_path):
-    result = train(_cfg(max_steps=3), tmp_path)
+    result = train(_cfg(max_steps=3), tmp_path).to_dict()
     assert result["state"] == "COMPLETE" and result["steps_done"] == 3
     assert result["top1"] is not None and math.isfinite(result["val_loss"])
     assert result["params"] > 0 and result["flops"] > 0 and result["img_per_s"] > 0

@@ -1,4 +1,5 @@
-"""Read one experiment folder (experiment.json, runs.csv, per-run metrics.csv) for reporting.
+"""Read one experiment folder (experiment.json, runs.csv, the run records, per-run
+metrics.csv) for reporting. Settings come from the records, never from the current command.
 
 The grid (variants x seeds of experiment.json) is completed with MISSING rows for grid points
 that runs.csv does not list, and variants found only in runs.csv are appended: a report never
@@ -8,27 +9,19 @@ drops a run silently.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-STATES = ("COMPLETE", "FAIL", "RUNNING", "WAITING", "MISSING")
-NUMERIC = (
-    "seed",
-    "params",
-    "flops",
-    "top1",
-    "top5",
-    "train_time_s",
-    "img_per_s",
-    "peak_mem_mb",
-    "epochs_done",
-)
-TEXT = ("experiment", "protocol", "variant", "traversal", "pooling", "state", "fail_reason")
-COLUMNS = TEXT + NUMERIC + ("run_dir",)
+from ablations.runs import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
+
+STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+NUMERIC = NUMERIC_COLUMNS
+TEXT = tuple(c for c in CSV_COLUMNS if c not in NUMERIC_COLUMNS)
+COLUMNS = CSV_COLUMNS
 
 
 @dataclass
@@ -38,6 +31,7 @@ class Experiment:
     exp_dir: Path
     meta: dict[str, Any]
     runs: pd.DataFrame
+    records: list[RunRecord] = field(default_factory=list)  # the result.json of every run
 
     @property
     def name(self) -> str:
@@ -62,24 +56,23 @@ class Experiment:
         extra = [v for v in dict.fromkeys(self.runs["variant"]) if v not in listed]
         return listed + extra
 
+    def recorded(self) -> list[RunRecord]:
+        """Records of runs that started (complete ones first): the settings' source."""
+        started = [r for r in self.records if r.config]
+        return sorted(started, key=lambda r: r.state != "COMPLETE")
+
     def config(self, *keys: str, default: Any = None) -> Any:
-        """A value of the nested protocol_config, e.g. ``config("model", "dim")``."""
-        node: Any = self.meta.get("protocol_config", {})
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
-        if node is None and keys in (("model", "dim"), ("model", "depth")):
-            return self._size_default(keys[1], default)  # None = "from the size name"
-        return node
-
-    def _size_default(self, key: str, default: Any) -> Any:
-        from vil import SIZES
-
-        size = self.config("model", "size")
-        if size not in SIZES:
-            return default
-        return SIZES[size][0 if key == "dim" else 1]
+        """A value of the resolved config the runs recorded, e.g. ``config("model", "dim")``
+        (from a complete run where there is one; ``default`` when no run recorded it)."""
+        for rec in self.recorded():
+            node: Any = rec.config
+            for key in keys:
+                node = node.get(key) if isinstance(node, dict) else None
+            if keys in (("model", "dim"), ("model", "depth")) and node is None:
+                node = rec.dim if keys[1] == "dim" else rec.depth
+            if node is not None:
+                return node
+        return default
 
     def rows(self, variant: str) -> pd.DataFrame:
         return self.runs[self.runs["variant"] == variant]
@@ -98,7 +91,7 @@ def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
             runs[col] = np.nan if col in NUMERIC else ""
     for col in NUMERIC:
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
-    for col in (*TEXT, "run_dir"):
+    for col in TEXT:
         runs[col] = runs[col].astype(object).fillna("").astype(str)
     runs["state"] = runs["state"].str.strip().str.upper().replace("", "MISSING")
     return runs
@@ -107,11 +100,13 @@ def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
 def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     """Add a MISSING row for every (variant, seed) of the grid that runs.csv lacks."""
     have = set(zip(runs["variant"], runs["seed"], strict=True))
+    grid = [(v, s) for v in meta.get("variants", []) for s in meta.get("seeds", [])]
+    if "points" in meta:  # the points asked for (a subset of variants x seeds)
+        grid = [(n.rpartition("-s")[0], int(n.rpartition("-s")[2])) for n in meta["points"]]
     extra = []
-    for variant in meta.get("variants", []):
-        for seed in meta.get("seeds", []):
-            if (str(variant), float(seed)) not in have:
-                extra.append({"variant": str(variant), "seed": float(seed), "state": "MISSING"})
+    for variant, seed in grid:
+        if (str(variant), float(seed)) not in have:
+            extra.append({"variant": str(variant), "seed": float(seed), "state": "MISSING"})
     if not extra:
         return runs
     return _normalise(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True))
@@ -124,7 +119,7 @@ def load_experiment(exp_dir: Path) -> Experiment:
     csv = exp_dir / "runs.csv"
     runs = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame()
     runs = _complete_grid(_normalise(runs), meta)
-    return Experiment(exp_dir, meta, runs.reset_index(drop=True))
+    return Experiment(exp_dir, meta, runs.reset_index(drop=True), read_all(exp_dir))
 
 
 def status_counts(exp: Experiment) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.paths import draw_paths
+from ablations.report import setting
 from ablations.report.findings import findings, findings_markdown, findings_rows
 from ablations.report.load import Experiment, failures, load_experiment
 from ablations.report.plots import all_plots
@@ -23,31 +24,32 @@ def _kv(value: object) -> str:
 
 
 def header(exp: Experiment) -> str:
-    """Setting of the sweep and every deviation from the paper's protocol."""
-    c, m = exp.config, exp.meta
-    size = c("data", "img_size")
-    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
-    lines = [
+    """What the runs recorded (their setting), warnings where they differ, and every
+    deviation from the paper's protocol."""
+    m = exp.meta
+    lines, warnings = setting.setting_lines(exp)
+    top = [f"> **Warning:** {w}" for w in warnings]
+    head = [
         f"- Experiment `{exp.name}`, axis **{exp.axis}**, reference **{exp.reference}**, "
         f"protocol **{_kv(m.get('protocol'))}**",
-        f"- Model: {_kv(c('model', 'size'))} (dim {_kv(c('model', 'dim'))}, depth "
-        f"{_kv(c('model', 'depth'))}, patch {_kv(c('model', 'patch_size'))})",
-        f"- Data: {_kv(c('data', 'dataset'))}{_class_list(c)}, resolution {_kv(size)} px",
-        f"- Training: {_kv(c('train', 'epochs'))} epochs, batch {_kv(c('train', 'batch_size'))}"
-        f", lr {_kv(c('train', 'lr'))}; seeds {exp.seeds}",
-        f"- Device: {_kv(m.get('device'))}; versions: {_kv(versions)}; "
-        f"git rev `{_kv(m.get('git_rev'))}`",
+        *lines,
+        *setting.write_data_files(exp),
     ]
+    versions = {k: v for r in exp.recorded()[:1] for k, v in (r.versions or {}).items()}
+    if versions:
+        head.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if exp.axis == "pooling":
-        lines.append(
+        head.append(
             f"- Note: the paper's Table 3 was trained on ImageNet-1K at 192 px; this sweep uses "
-            f"{_kv(c('data', 'dataset'))} at {_kv(size)} px, so compare trends, not values."
+            f"{_kv(exp.config('data', 'dataset'))} at {_kv(exp.config('data', 'img_size'))} px, "
+            "so compare trends, not values."
         )
-    lines += _grid_summary(exp)
-    devs = m.get("deviations") or []
-    lines += ["", f"**Deviations from the paper's setting** ({PAPER}):", ""]
-    lines += [f"- {d}" for d in devs] or ["- none recorded in experiment.json"]
-    return "\n".join(lines) + "\n"
+    head += _grid_summary(exp)
+    devs = setting.deviations(exp)
+    head += ["", f"**Deviations from the paper's setting** ({PAPER}):", ""]
+    head += [f"- {d}" for d in devs] or ["- none recorded by the runs"]
+    warn = "\n".join(top) + "\n\n" if top else ""
+    return warn + "\n".join(head) + "\n"
 
 
 def _grid_summary(exp: Experiment) -> list[str]:
@@ -126,7 +128,7 @@ def build_report(exp_dir: Path) -> Path:
     parts += ["Files: table_main.{md,tex,csv}.\n", "## Difference to the reference\n"]
     parts += [_table_md(tables["diff"][1]), "## Findings (paper's claims vs. this sweep)\n"]
     parts += [findings_markdown(found), "## Figures\n"]
-    titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs"}
+    titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
     titles |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
     parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]
     if paths:
@@ -171,11 +173,3 @@ def write_index(results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     index.write_text("\n".join(lines) + "\n")
     return index
-
-
-def _class_list(c) -> str:
-    """The class list (it selects ImageNet-100's classes) and, for synthetic data, the count."""
-    text = f", class list `{_kv(c('data', 'class_list'))}`"
-    if c("data", "dataset") == "synthetic":
-        text += f" (unused by synthetic data; {_kv(c('data', 'num_classes'))} classes)"
-    return text

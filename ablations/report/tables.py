@@ -86,47 +86,64 @@ def _name_cell(row: pd.Series) -> Cell:
     return Cell(row["variant"] + (REF_MARK if row["reference"] else ""))
 
 
+def _acc_cells(r: pd.Series, best: dict, i: int, top5: bool) -> list[Cell]:
+    cells = [
+        Cell(fmt_pm(r["top1_mean"], r["top1_std"]), bool(best["top1"][i])),
+        Cell(f"{int(r['n_complete'])}/{int(r['n_grid'])}"),
+    ]
+    if top5:
+        cells.append(Cell(fmt_pm(r["top5_mean"], r["top5_std"]), bool(best["top5"][i])))
+    return cells
+
+
+def _cost_cells(r: pd.Series) -> list[Cell]:
+    """Cost columns: measured on whatever machine ran each trial, so never bold as "best"."""
+    return [Cell(fmt(r["params_m"], 3)), Cell(fmt(r["gflops"], 3))]
+
+
+def _speed_cells(r: pd.Series) -> list[Cell]:
+    return [Cell(fmt_duration(r["train_time_s"])), Cell(fmt(r["img_per_s"], 0))]
+
+
 def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
     """Format ``main_frame`` as the paper-style table for the experiment's axis."""
-    best = {
-        "top1": _best(frame["top1_mean"], True),
-        "top5": _best(frame["top5_mean"], True),
-        "ips": _best(frame["img_per_s"], True),
-        "time": _best(frame["train_time_s"], False),
-    }
+    best = {"top1": _best(frame["top1_mean"], True), "top5": _best(frame["top5_mean"], True)}
+    top5 = show_top5(exp)
+    acc_head = ["Top-1 (%)", "n"] + (["Top-5 (%)"] if top5 else [])
+    cost_head = ["#Params (M)", "GFLOPs (fwd/img)"]
     rows = []
     for i, r in frame.iterrows():
-        acc = [
-            Cell(fmt_pm(r["top1_mean"], r["top1_std"]), bool(best["top1"][i])),
-            Cell(f"{int(r['n_complete'])}/{int(r['n_grid'])}"),
-            Cell(fmt_pm(r["top5_mean"], r["top5_std"]), bool(best["top5"][i])),
-        ]
+        acc = _acc_cells(r, best, i, top5)
         if exp.axis == "pooling":
             rows.append([_name_cell(r), Cell(fmt(r["head_input"], 0)), *acc])
-            continue
-        dpb = r["directions_per_block"]
-        rows.append(
-            [
-                _name_cell(r),
-                Cell(fmt(dpb, 0)),
-                Cell(r["param_sharing"] or MISSING),
-                Cell(fmt(r["params_m"], 3)),
-                Cell(fmt(r["gflops"], 3)),
-                *acc,
-                Cell(fmt_duration(r["train_time_s"]), bool(best["time"][i])),
-                Cell(fmt(r["img_per_s"], 0), bool(best["ips"][i])),
-            ]
-        )
+        elif exp.axis == "traversal":
+            dirs = [Cell(fmt(r["directions_per_block"], 0)), Cell(r["param_sharing"] or MISSING)]
+            rows.append([_name_cell(r), *dirs, *_cost_cells(r), *acc, *_speed_cells(r)])
+        else:
+            rows.append([_name_cell(r), *_cost_cells(r), *acc, *_speed_cells(r)])
     if exp.axis == "pooling":
-        headers, align = ["Pooling", "Head input", "Top-1 (%)", "n", "Top-5 (%)"], "lrrrr"
+        headers = ["Pooling", "Head input", *acc_head]
         caption = f"{exp.name}: pooling variants (mirror of the paper's Table 3)"
-    else:
-        headers = ["Traversal", "Dir./block", "Param. sharing", "#Params (M)", "GFLOPs"]
-        headers += ["Top-1 (%)", "n", "Top-5 (%)", "Train time", "img/s"]
-        align = "lrlrrrrrrr"
+    elif exp.axis == "traversal":
+        headers = ["Traversal", "Dir./block", "Param. sharing", *cost_head, *acc_head]
+        headers += ["Train time", "img/s"]
         caption = f"{exp.name}: traversal strategies (mirror of the paper's Table 2)"
-    notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best value of the column."]
+    else:
+        headers = [exp.axis, *cost_head, *acc_head, "Train time", "img/s"]
+        caption = f"{exp.name}: {exp.axis} variants"
+    align = "l" + "r" * (len(headers) - 1)
+    if exp.axis == "traversal":
+        align = "lrl" + "r" * (len(headers) - 3)
+    notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best accuracy of the column."]
+    if not top5:
+        notes.append("Top-5 not shown: the runs have 5 classes or fewer.")
     return Table(headers, rows, align, caption, f"tab:{exp.name}", notes)
+
+
+def show_top5(exp: Experiment) -> bool:
+    """Top-5 says nothing when there are 5 classes or fewer."""
+    classes = [r.num_classes for r in exp.recorded() if r.num_classes]
+    return not classes or min(classes) > 5
 
 
 def diff_frame(exp: Experiment) -> pd.DataFrame:
@@ -168,7 +185,7 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
 def status_table(exp: Experiment) -> tuple[pd.DataFrame, Table]:
     """Counts of complete / failed / running / waiting / missing grid points per variant."""
     frame = status_counts(exp)
-    cols = ["complete", "fail", "running", "waiting", "missing", "total"]
+    cols = ["complete", "fail", "interrupted", "running", "waiting", "missing", "total"]
     if frame["other"].any():
         cols.insert(-1, "other")
     rows = [[Cell(r["variant"])] + [Cell(str(r[c])) for c in cols] for _, r in frame.iterrows()]

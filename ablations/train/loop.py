@@ -21,13 +21,13 @@ import torch.distributed as dist
 from torch import nn
 
 from ablations.config import RunConfig, to_dict
+from ablations.runs import RunRecord
 from ablations.train import checkpoint as ckpt
-from ablations.train.optim import make_optimizer, make_scheduler
+from ablations.train.optim import make_optimizer, make_scheduler, peak_lr
 from ablations.train.records import (
     close_logger,
     naming_path,
     trial_logger,
-    write_json,
     write_metrics,
     write_yaml,
 )
@@ -83,14 +83,14 @@ def train(
     *,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
-    meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train and evaluate one config in ``run_dir``; return the result dict (result.json).
+    record: RunRecord | None = None,
+) -> RunRecord:
+    """Train and evaluate one config in ``run_dir``; return its record (result.json).
 
     ``progress``: an object with ``start/step/epoch/log`` (ablations.progress) or None.
     ``should_stop``: polled at every step boundary; True -> checkpoint, raise Interrupted.
     ``resume``: continue from ``run_dir/checkpoint.pt`` when present.
-    ``meta``: extra fields for result.json (variant, experiment, trial number...).
+    ``record``: the record to fill (identity fields set by the sweep); a new one if None.
     Raises Interrupted, TrialFailed (reason in the message) or the original exception; in
     every case result.json records the state and the reason first.
     """
@@ -100,54 +100,75 @@ def train(
         with naming_path(run_dir, "create"):
             run_dir.mkdir(parents=True, exist_ok=True)
     log = trial_logger(run_dir, run_dir.name, enabled=rt.is_main)
-    result = _base_result(config, rt, meta)
+    rec = _start_record(config, rt, record or RunRecord())
     try:
         parts = _build(config, rt)
-        result.update(params=parts.params, flops=parts.flops, **_data_info(parts.bundle))
-        result.update(_fit(config, run_dir, parts, progress, should_stop, resume, log, result))
-        result["state"] = "COMPLETE"
+        rec.params, rec.flops = parts.params, parts.flops
+        _data_fields(rec, parts.bundle)
+        fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec)
+        rec.update(fitted)
+        rec.state = "COMPLETE"
     except BaseException as e:
         interrupted = isinstance(e, Interrupted | KeyboardInterrupt)
-        reason = "interrupted" if interrupted else f"{type(e).__name__}: {e}"
-        result.update(state="FAIL", fail_reason=reason)
-        log.error("run failed: %s", reason, exc_info=not isinstance(e, Interrupted | TrialFailed))
+        rec.state = "INTERRUPTED" if interrupted else "FAIL"
+        rec.fail_reason = "interrupted" if interrupted else f"{type(e).__name__}: {e}"
+        log.error("run %s: %s", rec.state.lower(), rec.fail_reason,
+                  exc_info=not isinstance(e, Interrupted | TrialFailed))  # fmt: skip
         raise
     finally:
-        result["finished_at"] = _now()
-        result["peak_mem_mb"] = peak_memory_mb(rt.device)
+        rec.finished_at = _now()
+        rec.peak_mem_mb = peak_memory_mb(rt.device)
         if rt.is_main:
-            write_json(run_dir / "result.json", result)
+            rec.write(run_dir)
         close_logger(log)
-    return result
+    return rec
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _base_result(config: RunConfig, rt: Runtime, meta: dict | None) -> dict[str, Any]:
-    m = config.model
-    return {
-        **(meta or {}),
-        "traversal": m.traversal, "pooling": m.pooling, "seed": config.train.seed,
-        "state": "RUNNING", "fail_reason": None, "params": None, "flops": None,
-        "top1": None, "top5": None, "val_loss": None, "train_time_s": None,
-        "img_per_s": None, "peak_mem_mb": None, "epochs_done": 0, "steps_done": 0,
-        "device": device_name(rt.device), "world_size": rt.world, "precision": rt.precision,
-        "compile": rt.compile, "versions": versions(), "git_rev": git_revision(),
-        "started_at": _now(),
-    }  # fmt: skip
+def _start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
+    """The setting of the run as resolved here (the report states these, not a command's)."""
+    from ablations.config import science
+    from ablations.runs import fingerprint
+
+    m, t = config.model, config.train
+    dim, depth = _model_shape(config)
+    rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling
+    rec.science = science(config)
+    rec.fingerprint = fingerprint(rec.science)
+    rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, _now()
+    rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
+    rec.init, rec.design = getattr(m, "init", None), getattr(m, "design", None)
+    rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
+    rec.peak_lr = peak_lr(t)
+    rec.img_size, rec.dataset = config.data.img_size, config.data.dataset
+    rec.precision, rec.compile = rt.precision, rt.compile
+    rec.device, rec.world_size = device_name(rt.device), rt.world
+    rec.versions, rec.git_rev, rec.config = versions(), git_revision(), to_dict(config)
+    return rec
 
 
-def _data_info(bundle: Any) -> dict[str, Any]:
+def _model_shape(config: RunConfig) -> tuple[int, int]:
+    import vil
+
+    dim, depth = vil.SIZES[config.model.size]
+    return config.model.dim or dim, config.model.depth or depth
+
+
+def _data_fields(rec: RunRecord, bundle: Any) -> None:
+    """What the data builder reports about the images this run saw."""
     info = dict(getattr(bundle, "info", {}) or {})
-    return {
-        "dataset": info.get("dataset"),
-        "class_list": info.get("class_list"),
-        "num_classes": bundle.num_classes,
-        "class_to_idx": info.get("class_to_idx"),
-        "skipped_images": info.get("skipped", info.get("skipped_images")),
-        "data_info": {k: v for k, v in info.items() if k != "class_to_idx"},
+    counts = info.get("counts") or {}
+    rec.dataset, rec.data_root = info.get("dataset", rec.dataset), info.get("root")
+    rec.class_list, rec.num_classes = info.get("class_list"), bundle.num_classes
+    rec.train_images, rec.val_images = counts.get("train"), counts.get("val")
+    rec.num_skipped = info.get("num_skipped", len(info.get("skipped") or []))
+    rec.chance_top1 = 100.0 / bundle.num_classes if bundle.num_classes else None
+    rec.data = {
+        "class_names": list(bundle.class_names),
+        **{k: v for k, v in info.items() if k not in ("class_to_idx", "runtime_skipped")},
     }
 
 
@@ -193,10 +214,10 @@ def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Po
     return pos
 
 
-def _fit(config, run_dir, parts, progress, should_stop, resume, log, result) -> dict[str, Any]:
+def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec) -> dict[str, Any]:
     tc, rt = config.train, parts.rt
     pos = _resume(config, run_dir, parts, log) if resume else ckpt.Position()
-    result["resumed_from"] = {
+    rec.resumed_from = {
         "epoch": pos.epoch,
         "step": pos.step_in_epoch,
         "global": pos.global_step,

@@ -52,6 +52,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: colleagues must read results
             with os.fdopen(fd, "wb") as f:
                 f.write(raw)
                 f.flush()
@@ -61,6 +62,13 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""The ``sweep`` command around ablations.sweep: signals, DDP set-up, local worker processes,
-runs.csv and the report at the end.
+"""The ``sweep`` command: early checks, signals, DDP set-up, local worker processes,
+runs.csv, the report and the exit code at the end (0 all complete, 1 any point failed,
+130 interrupted).
 
 Ctrl-C / SIGTERM: the first one stops every worker at its next step boundary (checkpoint,
 trial marked FAIL "interrupted", re-enqueued by the next ``sweep``, which resumes it); a
@@ -23,8 +24,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ablations import sweep as sw
 from ablations.progress import make_progress
+from ablations.sweep import checks, rows, spec, worker
 
 log = logging.getLogger("vil-ablate.sweep")
 
@@ -79,7 +80,7 @@ def child_argv(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "ablations.cli", *out, "--workers", "1", "--child", "--plain"]
 
 
-def spawn(s: sw.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess.Popen]:
+def spawn(s: spec.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess.Popen]:
     """Start ``n`` extra worker processes, logging to <exp>/logs/worker-<i>.log."""
     logs = s.exp_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -92,8 +93,8 @@ def spawn(s: sw.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess
     return procs
 
 
-def run(s: sw.Sweep, args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    """Run the sweep command; returns the exit code (130 when interrupted)."""
+def run(s: spec.Sweep, args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run the sweep command; returns the exit code (0, 1 failed points, 130 interrupted)."""
     distributed = init_distributed()
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
@@ -102,9 +103,11 @@ def run(s: sw.Sweep, args: argparse.Namespace, argv: list[str] | None = None) ->
     children: list[subprocess.Popen] = []
     stop = install_stop(children)
     if rank == 0 and not args.child:
-        sw.prepare(s)
-        study, lock = sw.open_study(s)
-        sw.enqueue(s, study, lock, initial=True)
+        checks.check_all(s)  # before any folder exists: a wrong setting leaves nothing behind
+        spec.check_records(s)
+        spec.prepare(s)
+        study, lock = worker.open_study(s)
+        worker.enqueue(s, study, lock, initial=True)
         lock.close()
     if distributed:
         dist.barrier()
@@ -113,7 +116,7 @@ def run(s: sw.Sweep, args: argparse.Namespace, argv: list[str] | None = None) ->
         children.extend(spawn(s, args.workers - 1, argv, _threads(args.workers)))
     progress = make_progress(len(s.grid), plain=True if args.plain else None) if rank == 0 else None
     try:
-        outcome = sw.run_worker(s, stop, progress, initial=args.child)
+        outcome = worker.run_worker(s, stop, progress, initial=args.child)
     finally:
         if progress is not None:
             progress.close()
@@ -121,25 +124,39 @@ def run(s: sw.Sweep, args: argparse.Namespace, argv: list[str] | None = None) ->
         child.wait()
     if distributed:
         dist.destroy_process_group()
-    if rank == 0 and not args.child:
-        _finish(s, args)
-    return 130 if outcome == "interrupted" or stop.is_set() else 0
+    if rank != 0 or args.child:
+        return 130 if outcome == "interrupted" or stop.is_set() else 0
+    failed = _finish(s, args)
+    if outcome == "interrupted" or stop.is_set():
+        return 130
+    return 1 if failed else 0
 
 
-def _finish(s: sw.Sweep, args: argparse.Namespace) -> None:
-    """runs.csv, the report (its failure never loses results), and where everything went."""
-    study = sw.load_study(s)
-    runs = sw.write_runs(s, study)
-    counts = sw.grid_counts(s, study) if study is not None else {}
+def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
+    """runs.csv, the report (its failure never loses results), where everything went, and one
+    line per failed point of this command's grid; returns how many failed."""
+    study = worker.load_study(s)
+    runs = rows.write_runs(s.exp_dir, study)
+    records = rows.collect(s.exp_dir, study)
+    counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"results: {s.exp_dir}")
     print(f"runs: {runs}")
-    if args.no_report:
-        return
-    try:
-        from ablations.report import build_report, write_index
+    if not args.no_report:
+        try:
+            from ablations.report import build_report, write_index
 
-        print(f"report: {build_report(s.exp_dir)}")
-        print(f"index: {write_index(Path(s.opts.results))}")
-    except Exception as e:  # the results are on disk already; say what failed
-        log.error("report failed (results are safe in %s): %s: %s", s.exp_dir, type(e).__name__, e)
+            print(f"report: {build_report(s.exp_dir)}")
+            print(f"index: {write_index(Path(s.opts.results))}")
+        except Exception as e:  # the results are on disk already; say what failed
+            log.error("report failed (results are safe in %s): %s: %s", s.exp_dir,
+                      type(e).__name__, e)  # fmt: skip
+    mine = {(p.variant, p.seed) for p in s.grid}
+    failed = [r for r in records if r.point in mine and r.state == "FAIL"]
+    for r in failed:
+        reason = " ".join(str(r.fail_reason or "no reason recorded").split())[:300]
+        print(f"FAILED {r.variant}-s{r.seed}: {reason}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} point(s) failed; fix the cause, then run the same command with "
+              "--retry-failed", file=sys.stderr)  # fmt: skip
+    return len(failed)

@@ -37,8 +37,66 @@ log = logging.getLogger("vil-ablate.sweep")
 HEARTBEAT_FILE = "heartbeat"
 
 
+class StorageError(RuntimeError):
+    """The storage cannot be used; str() is one line naming the (masked) URL."""
+
+
 def is_url(storage: str | None) -> bool:
     return bool(storage) and "://" in str(storage)
+
+
+def masked(url: str | None) -> str | None:
+    """The URL without its password (for messages and result files)."""
+    if not is_url(url):
+        return url
+    head, _, tail = str(url).partition("://")
+    userinfo, at, host = tail.rpartition("@")
+    if not at:
+        return str(url)
+    user = userinfo.split(":", 1)[0]
+    return f"{head}://{user}:***@{host}" if ":" in userinfo else f"{head}://{user}@{host}"
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means the PostgreSQL driver that is installed (SQLAlchemy 2.1
+    defaults to psycopg 3; this project ships psycopg2)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+    return f"postgresql+{driver}{sep}{rest}"
+
+
+def check_storage(url: str | None, timeout_s: int = 10) -> None:
+    """Connect once (before any folder is made): reachable, authenticated, usable."""
+    if not is_url(url):
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(
+            normalise_url(str(url)), **_connect_args(str(url), timeout_s)
+        )
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except Exception as e:  # driver, DNS, refused, auth: all one line
+        raise StorageError(f"--storage {masked(url)}: cannot connect: {_first_line(e)}") from None
+
+
+def _connect_args(url: str, timeout_s: int) -> dict:
+    if url.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres", "mysql"):
+        return {"connect_args": {"connect_timeout": timeout_s}}
+    return {}
+
+
+def _first_line(e: BaseException) -> str:
+    """The driver's own reason (SQLAlchemy wraps it in several lines of context)."""
+    orig = getattr(e, "orig", None) or e
+    text = " ".join(str(orig).split("\n")[0].split()) or type(orig).__name__
+    return text[:300]
 
 
 def open_storage(
@@ -60,7 +118,7 @@ def open_storage(
     if name not in params:
         name = "failed_trial_callback"
     kwargs[name] = on_stale
-    return _create_rdb(str(url), kwargs)
+    return _create_rdb(normalise_url(str(url)), kwargs)
 
 
 def _create_rdb(url: str, kwargs: dict, attempts: int = 8) -> RDBStorage:
@@ -97,7 +155,7 @@ class GridLock:
             import sqlalchemy
             from sqlalchemy.pool import NullPool
 
-            self._engine = sqlalchemy.create_engine(str(url), poolclass=NullPool)
+            self._engine = sqlalchemy.create_engine(normalise_url(str(url)), poolclass=NullPool)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

@@ -14,9 +14,11 @@ from ablations.config import RunConfig
 IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on the class list
 
 
-def train_images(cfg: RunConfig) -> tuple[int | None, str]:
+def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
     """Training images per epoch (and how the number was obtained)."""
     d = cfg.data
+    if summary is not None:
+        return summary.train_images, "counted in data.root" if d.root else "exact"
     if d.dataset == "synthetic":
         return d.train_samples, "exact"
     if d.dataset == "imagenet100":
@@ -27,26 +29,37 @@ def train_images(cfg: RunConfig) -> tuple[int | None, str]:
     return None, "unknown (no data.root)"
 
 
-def model_cost(cfg: RunConfig) -> tuple[int, float]:
+def model_cost(cfg: RunConfig, num_classes: int) -> tuple[int, float]:
     """(parameters, forward FLOPs of one image) of the run's model (built on the CPU)."""
     import vil
     from ablations.train.steps import build_model
 
-    num_classes = cfg.data.num_classes if cfg.data.dataset == "synthetic" else 100
     model = build_model(cfg, num_classes)
     return vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
 
 
-def plan(sweep: Any) -> list[dict[str, Any]]:
-    """One row per trial: names, parameters, FLOPs, images, epochs, estimated training FLOPs."""
+def _num_classes(cfg: RunConfig, summary: Any) -> int:
+    """The dataset's real class count when its folder was checked, else the known one."""
+    if summary is not None:
+        return summary.num_classes
+    return cfg.data.num_classes if cfg.data.dataset == "synthetic" else 100
+
+
+def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per trial: names, parameters, FLOPs, images, epochs, estimated training FLOPs.
+
+    ``summaries``: the data checks' result (``checks.check_data``) per data setting.
+    """
     rows, cache = [], {}
     for p in sweep.grid:
         cfg = sweep.config_for(p)
-        key = (p.variant, repr(cfg.model), cfg.data.img_size)
+        summary = (summaries or {}).get(repr(cfg.data))
+        classes = _num_classes(cfg, summary)
+        key = (repr(cfg.model), cfg.data.img_size, classes)
         if key not in cache:
-            cache[key] = model_cost(cfg)
+            cache[key] = model_cost(cfg, classes)
         params, flops = cache[key]
-        images, how = train_images(cfg)
+        images, how = train_images(cfg, summary)
         steps = (images // cfg.train.batch_size) * cfg.train.epochs if images else None
         if cfg.train.max_steps is not None and steps is not None:
             steps = min(steps, cfg.train.max_steps)
@@ -54,7 +67,8 @@ def plan(sweep: Any) -> list[dict[str, Any]]:
         rows.append({
             "trial": p.name, "variant": p.variant, "seed": p.seed,
             "traversal": cfg.model.traversal, "pooling": cfg.model.pooling,
-            "size": cfg.model.size, "img_size": cfg.data.img_size, "params": params,
+            "size": cfg.model.size, "img_size": cfg.data.img_size, "num_classes": classes,
+            "params": params,
             "flops": flops, "train_images": images, "images_how": how,
             "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "train_flops": cost, "run_dir": p.run_dir,

@@ -1,0 +1,133 @@
+"""The report's Setting section: what the runs recorded (their result.json), never what the
+current command says. Where runs differ in a setting, a warning goes to the top of the page.
+The class names, per-class image counts and skipped files are written beside the report.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ablations.report.load import Experiment
+from ablations.runs import RunRecord
+
+# (record field, label) in the order the page shows them.
+FIELDS = (
+    ("dataset", "dataset"), ("data_root", "data root"), ("class_list", "class list"),
+    ("num_classes", "classes"), ("train_images", "training images"),
+    ("val_images", "validation images"), ("num_skipped", "skipped files"),
+    ("chance_top1", "chance top-1 (%)"), ("img_size", "image size (px)"),
+    ("model_size", "model size"), ("dim", "dim"), ("depth", "depth"),
+    ("patch_size", "patch"), ("init", "init"), ("design", "design"), ("epochs", "epochs"),
+    ("batch_size", "batch size"), ("base_lr", "base lr (at batch 1024)"),
+    ("peak_lr", "peak lr (used)"), ("precision", "precision"), ("compile", "compile"),
+    ("device", "device"), ("world_size", "processes"), ("git_rev", "git rev"),
+)  # fmt: skip
+DATA_FILES = {"classes": "classes.txt", "counts": "data_counts.csv", "skipped": "skipped_files.csv"}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value in (None, "") else str(value)
+
+
+def _axis_fields(exp: Experiment) -> set[str]:
+    """Fields that vary by design along the experiment's axis (no warning for those)."""
+    key = str(exp.meta.get("axis_key") or f"model.{exp.axis}")
+    leaf = key.rsplit(".", 1)[-1]
+    related = {"size": {"model_size", "dim", "depth"}, "patch_size": {"patch_size"}}
+    return {leaf, *related.get(leaf, set())}
+
+
+def values(exp: Experiment) -> dict[str, Counter]:
+    """Per field, how many recorded runs had each value."""
+    return {f: Counter(_text(getattr(r, f)) for r in exp.recorded()) for f, _ in FIELDS}
+
+
+def setting_lines(exp: Experiment) -> tuple[list[str], list[str]]:
+    """(bullet lines of the setting, warnings about runs that differ)."""
+    if not exp.recorded():
+        return ["- No run has recorded its setting yet (nothing has started)."], []
+    lines, warnings, axis = [], [], _axis_fields(exp)
+    for f, label in FIELDS:
+        counts = values(exp)[f]
+        if len(counts) == 1:
+            lines.append(f"- {label}: {next(iter(counts))}")
+            continue
+        spread = ", ".join(f"{v} ({n} runs)" for v, n in counts.most_common())
+        lines.append(f"- {label}: {spread}")
+        if f not in axis:
+            warnings.append(f"runs differ in {label}: {spread}")
+    seeds = sorted({int(r.seed) for r in exp.recorded()})
+    lines.append(f"- seeds: {', '.join(map(str, seeds))}")
+    lines += _per_class_lines(exp)
+    return lines, warnings
+
+
+def _per_class_lines(exp: Experiment) -> list[str]:
+    data = exp.recorded()[0].data
+    lines = []
+    for split in ("train", "val"):
+        per = data.get(f"{split}_per_class") or {}
+        if per:
+            lo, hi = min(per.values()), max(per.values())
+            span = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            lines.append(f"- {split} images per class: {span} over {len(per)} classes")
+    names = data.get("class_names") or []
+    if names:
+        shown = ", ".join(map(str, names[:10])) + (", …" if len(names) > 10 else "")
+        lines.append(f"- class names: {shown} ([{DATA_FILES['classes']}]({DATA_FILES['classes']}))")
+    return lines
+
+
+def write_data_files(exp: Experiment) -> list[str]:
+    """classes.txt, data_counts.csv and skipped_files.csv of the runs; lines linking them."""
+    recs = exp.recorded()
+    if not recs:
+        return []
+    data = recs[0].data
+    names = [str(n) for n in data.get("class_names") or []]
+    (exp.exp_dir / DATA_FILES["classes"]).write_text("".join(f"{n}\n" for n in names))
+    _write_counts(exp.exp_dir / DATA_FILES["counts"], names, data)
+    skipped = _skipped(recs)
+    _write_rows(exp.exp_dir / DATA_FILES["skipped"], ["split", "path", "reason"], skipped)
+    counts = DATA_FILES["counts"]
+    link = f"[{DATA_FILES['skipped']}]({DATA_FILES['skipped']})"
+    return [f"- per-class counts: [{counts}]({counts}); skipped files: {len(skipped)} ({link})"]
+
+
+def _write_counts(path: Path, names: list[str], data: dict) -> None:
+    train, val = data.get("train_per_class") or {}, data.get("val_per_class") or {}
+    rows = [[n, train.get(n, ""), val.get(n, "")] for n in names]
+    _write_rows(path, ["class", "train", "val"], rows)
+
+
+def _skipped(recs: list[RunRecord]) -> list[list[str]]:
+    seen: dict[tuple, list[str]] = {}
+    for r in recs:
+        for item in r.data.get("skipped") or []:
+            row = [
+                str(item.get("split", "")),
+                str(item.get("path", "")),
+                str(item.get("reason", "")),
+            ]
+            seen.setdefault(tuple(row), row)
+    return list(seen.values())
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def deviations(exp: Experiment) -> list[str]:
+    """How the runs' configs differ from the paper's protocol (union over runs, in order)."""
+    out: dict[str, None] = {}
+    for r in exp.recorded():
+        out.update(dict.fromkeys(r.deviations))
+    return list(out)

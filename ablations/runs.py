@@ -1,0 +1,168 @@
+"""The run record: one grid point's run, declared once.
+
+``RunRecord``'s fields are ``result.json``'s keys; its scalar fields are ``runs.csv``'s
+columns (in this order). The trial writes the record (``ablations.train.train``); status,
+runs.csv and the report read it back with ``read_all``. Optuna keeps only what scheduling
+needs (variant, seed, fingerprint, state). Nothing else declares these names.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NESTED = {"nested": True}  # result.json only: too large or structured for a CSV cell
+RESULT_FILE = "result.json"
+LIVE_STATES = ("RUNNING", "WAITING")  # scheduling states, from the study
+STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+
+
+@dataclass
+class RunRecord:
+    """Everything one run did, and the setting it did it in (as resolved for that run)."""
+
+    # Identity: which grid point, under which protocol, with which science config.
+    experiment: str = ""
+    protocol: str = ""
+    variant: str = ""  # the experiment's row name
+    seed: int = 0
+    axis: str = ""  # the config key the experiment varies, e.g. model.traversal
+    axis_value: str = ""  # this run's value of it
+    traversal: str = ""
+    pooling: str = ""
+    fingerprint: str = ""  # hash of the science part of the resolved config (config.py)
+    state: str = "MISSING"  # RUNNING | COMPLETE | FAIL | INTERRUPTED (+ WAITING/MISSING rows)
+    fail_reason: str | None = None
+    # What it measured.
+    params: int | None = None
+    flops: float | None = None  # forward FLOPs of one image (2 per multiply-add)
+    top1: float | None = None
+    top5: float | None = None
+    val_loss: float | None = None
+    train_time_s: float | None = None
+    img_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    epochs_done: int = 0
+    steps_done: int = 0
+    # The setting, as this run resolved it (the report states these, never the command's).
+    dataset: str | None = None
+    data_root: str | None = None
+    class_list: str | None = None
+    num_classes: int | None = None
+    train_images: int | None = None
+    val_images: int | None = None
+    num_skipped: int | None = None
+    chance_top1: float | None = None  # percent
+    img_size: int | None = None
+    model_size: str | None = None
+    dim: int | None = None
+    depth: int | None = None
+    patch_size: int | None = None
+    init: str | None = None
+    design: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    base_lr: float | None = None  # the protocol's lr (at batch 1024)
+    peak_lr: float | None = None  # base_lr x batch_size / 1024: what the run used
+    precision: str | None = None
+    compile: bool | None = None
+    device: str | None = None
+    world_size: int | None = None
+    git_rev: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    trial: int | None = None  # Optuna trial number
+    attempt: int | None = None
+    run_dir: str = ""  # relative to the experiment folder
+    # result.json only.
+    config: dict = field(default_factory=dict, metadata=NESTED)  # the resolved RunConfig
+    science: dict = field(default_factory=dict, metadata=NESTED)  # what the fingerprint hashes
+    data: dict = field(default_factory=dict, metadata=NESTED)  # provenance (class names...)
+    deviations: list = field(default_factory=list, metadata=NESTED)  # vs the paper's protocol
+    versions: dict = field(default_factory=dict, metadata=NESTED)
+    resumed_from: dict = field(default_factory=dict, metadata=NESTED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        """A record from result.json (unknown keys of older versions are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set the fields named in ``values`` (other keys are not part of the record)."""
+        for f in dataclasses.fields(self):
+            if f.name in values:
+                setattr(self, f.name, values[f.name])
+
+    def write(self, run_dir: Path) -> None:
+        from ablations.train.records import write_json  # (ablations.train imports this module)
+
+        write_json(Path(run_dir) / RESULT_FILE, self.to_dict())
+
+    @property
+    def point(self) -> tuple[str, int]:
+        return self.variant, int(self.seed)
+
+
+def _scalar_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(RunRecord) if not f.metadata.get("nested")]
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in _scalar_fields())
+
+
+def _is_numeric(tp: Any) -> bool:
+    args = typing.get_args(tp) or (tp,)
+    return any(a in (int, float) for a in args)
+
+
+_HINTS = typing.get_type_hints(RunRecord)
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in CSV_COLUMNS if _is_numeric(_HINTS[c]))
+
+
+def read(run_dir: Path) -> RunRecord | None:
+    """The record in ``run_dir`` (None when there is none or it cannot be read)."""
+    from ablations.train.records import read_json
+
+    d = read_json(Path(run_dir) / RESULT_FILE)
+    return RunRecord.from_dict(d) if isinstance(d, dict) else None
+
+
+def read_all(exp_dir: Path) -> list[RunRecord]:
+    """Every record under ``exp_dir/runs/``, whatever the current command asked for."""
+    out = []
+    for path in sorted(Path(exp_dir).glob(f"runs/*/{RESULT_FILE}")):
+        rec = read(path.parent)
+        if rec is not None:
+            rec.run_dir = path.parent.relative_to(exp_dir).as_posix()
+            out.append(rec)
+    return out
+
+
+def write_runs_csv(path: Path, records: list[RunRecord]) -> None:
+    """runs.csv: one row per record, the scalar fields as columns."""
+    from ablations.train.records import atomic_write
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for rec in records:
+        row = rec.to_dict()
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
+    atomic_write(path, buf.getvalue())
+
+
+def fingerprint(science: dict[str, Any]) -> str:
+    """A short, stable hash of a config's science part (``config.science``)."""
+    text = json.dumps(science, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

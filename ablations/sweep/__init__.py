@@ -1,0 +1,13 @@
+"""Sweeps: an experiment (variant x seed grid) as one Optuna study, run by any number of workers.
+
+Flow: experiments.yaml -> ``spec.resolve`` (every point's config and fingerprint) ->
+``checks`` (device, data, storage) -> ``spec.check_records`` (finished runs still match) ->
+experiment.json -> ``queue`` (enqueue the grid once, under the grid lock) -> ``worker``s
+claim WAITING trials and train them in ``runs/<variant>-s<seed>`` (the run record) ->
+``rows`` (runs.csv of every record in the folder) -> report. ``command`` is the CLI glue,
+``plan`` the dry run, ``storage`` the Optuna storage (journal file or an RDB URL).
+"""
+
+from ablations.sweep.spec import Sweep, SweepError, SweepOptions, experiment_dir, resolve
+
+__all__ = ["Sweep", "SweepError", "SweepOptions", "experiment_dir", "resolve"]

@@ -1,0 +1,63 @@
+"""runs.csv of an experiment folder: every run record found there, with the study's live
+state (WAITING / RUNNING) laid over it, plus a row for each point asked for that has none.
+
+Whatever subset the current command named, every run in the folder is listed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ablations import runs
+from ablations.runs import RunRecord
+from ablations.sweep.queue import LOST_REASON, live_states
+from ablations.train.records import read_json
+
+
+def _parse_point(name: str) -> tuple[str, int] | None:
+    variant, sep, seed = name.rpartition("-s")
+    return (variant, int(seed)) if sep and seed.lstrip("-").isdigit() else None
+
+
+def collect(exp_dir: Path, study: Any = None) -> list[RunRecord]:
+    """One record per point: the folder's records and the points of experiment.json."""
+    meta = read_json(Path(exp_dir) / "experiment.json") or {}
+    live = live_states(study)
+    found = {r.point: r for r in runs.read_all(exp_dir)}
+    asked = [p for p in map(_parse_point, meta.get("points", [])) if p is not None]
+    out = []
+    for point in dict.fromkeys([*asked, *found]):
+        rec = found.get(point) or RunRecord(
+            experiment=meta.get("experiment", ""), protocol=meta.get("protocol", ""),
+            variant=point[0], seed=point[1], axis=meta.get("axis", ""),
+            run_dir=f"runs/{point[0]}-s{point[1]}",
+        )  # fmt: skip
+        _overlay(rec, *live.get(point, ("", "")))
+        out.append(rec)
+    order = {v: i for i, v in enumerate(meta.get("variants", []))}
+    return sorted(out, key=lambda r: (order.get(r.variant, len(order)), r.variant, r.seed))
+
+
+def _overlay(rec: RunRecord, trial_state: str, kind: str) -> None:
+    """The study knows what is queued or running now; the record knows what happened."""
+    if trial_state in runs.LIVE_STATES and rec.state != "COMPLETE":
+        rec.state = trial_state
+    elif rec.state == "RUNNING":  # nobody runs it any more: its worker died
+        rec.state, rec.fail_reason = "FAIL", LOST_REASON
+    elif trial_state == "FAIL" and kind == "worker_lost" and rec.state == "MISSING":
+        rec.state, rec.fail_reason = "FAIL", LOST_REASON
+
+
+def write_runs(exp_dir: Path, study: Any = None) -> Path:
+    """Rewrite ``exp_dir/runs.csv`` from the records (see ``collect``)."""
+    path = Path(exp_dir) / "runs.csv"
+    runs.write_runs_csv(path, collect(exp_dir, study))
+    return path
+
+
+def counts(records: list[RunRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r.state] = out.get(r.state, 0) + 1
+    return out

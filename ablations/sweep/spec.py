@@ -1,0 +1,184 @@
+"""A resolved sweep: options -> every grid point's config and fingerprint, the experiment
+folder, and the check that finished runs still match the config asked for.
+
+Folder: ``<results>/<protocol>/<experiment>/``: runs of different protocols never share a
+folder, a study or a report. ``experiment.json`` holds the experiment's identity and every
+grid point any command asked for (a union): the report covers all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablations import runs
+from ablations.config import ConfigError, RunConfig, changes, science, validate
+from ablations.experiments import Catalog, Experiment, load_catalog
+from ablations.sweep import grid
+from ablations.sweep.storage import masked
+from ablations.train.records import naming_path, read_json, write_json
+from ablations.train.runtime import git_revision, versions
+
+
+class SweepError(RuntimeError):
+    """A sweep-level problem (changed config, storage, folder); str() is one line or more."""
+
+
+@dataclass
+class SweepOptions:
+    """What the CLI passes to a sweep."""
+
+    experiment: str
+    protocol: str | None = None  # None: the file's default_protocol
+    results: Path = Path("results")
+    storage: str | None = None  # None: <exp_dir>/optuna.journal; or an RDB URL
+    seeds: list[int] | None = None  # None: the experiment's seeds
+    variants: list[str] | None = None  # None: all of the experiment's variants
+    device: str | None = None
+    rerun: bool = False  # retrain finished points
+    retry_failed: bool = False  # retrain points that failed with an error
+    overrides: dict[str, Any] = field(default_factory=dict)  # from --set
+    experiments_file: str | None = None
+    heartbeat_s: int = 10
+    grace_s: int = 60
+    max_retries: int = 3  # automatic retries of a point whose worker was lost
+    poll_s: float = 5.0  # idle workers re-check RUNNING trials this often
+    report: bool = True
+
+
+@dataclass
+class Sweep:
+    """A resolved, validated sweep: one config and fingerprint per grid point."""
+
+    opts: SweepOptions
+    catalog: Catalog
+    exp: Experiment
+    protocol: str
+    grid: list[grid.Point]
+    exp_dir: Path
+    configs: dict[grid.Point, RunConfig]
+    sciences: dict[grid.Point, dict[str, Any]]
+
+    @property
+    def study_name(self) -> str:
+        return f"{self.exp.name}@{self.protocol}"
+
+    @property
+    def fingerprints(self) -> dict[grid.Point, str]:
+        return {p: runs.fingerprint(s) for p, s in self.sciences.items()}
+
+    def config_for(self, p: grid.Point) -> RunConfig:
+        return self.configs[p]
+
+    def record_for(self, p: grid.Point) -> runs.RunRecord:
+        """The identity part of a point's record (the trial fills in the rest)."""
+        cfg = self.configs[p]
+        return runs.RunRecord(
+            experiment=self.exp.name, protocol=self.protocol, variant=p.variant, seed=p.seed,
+            axis=self.exp.axis, axis_value=str(_get(cfg, self.exp.axis_key)),
+            traversal=cfg.model.traversal, pooling=cfg.model.pooling, run_dir=p.run_dir,
+            deviations=point_deviations(self, cfg),
+        )  # fmt: skip
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def experiment_dir(results: Path, protocol: str, experiment: str) -> Path:
+    return Path(results) / protocol / experiment
+
+
+def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
+    """Load the experiments file and resolve + validate every point's config (no I/O)."""
+    catalog = load_catalog(opts.experiments_file)
+    exp = catalog.experiment(opts.experiment)
+    protocol = opts.protocol or catalog.default_protocol
+    proto = catalog.protocol(protocol)
+    seeds = list(opts.seeds) if opts.seeds else list(exp.seeds)
+    names = list(opts.variants) if opts.variants else exp.variant_names
+    unknown = [n for n in names if n not in exp.variant_names]
+    if unknown:
+        valid = ", ".join(exp.variant_names)
+        raise ConfigError(f"--variants: unknown {unknown} in {exp.name}; valid: {valid}")
+    points = grid.points(names, seeds)
+    configs = {}
+    for p in points:
+        cfg = exp.config_for(proto, p.variant, p.seed, opts.overrides, opts.device)
+        configs[p] = validate(cfg, f"{catalog.source}: {exp.name}/{p.name}", data=check_data)
+    sciences = {p: science(c) for p, c in configs.items()}
+    exp_dir = experiment_dir(opts.results, protocol, exp.name)
+    return Sweep(opts, catalog, exp, protocol, points, exp_dir, configs, sciences)
+
+
+def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:
+    """How a point's config differs from the paper protocol (the axis itself excluded)."""
+    from ablations.config import to_dict
+    from ablations.train.runtime import resolve_device
+
+    paper = sweep.catalog.protocols.get("paper", RunConfig())
+    sci = science(cfg)
+    device = resolve_device(cfg.train.device).type
+    compiled = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device == "cuda")
+    runtime = {"precision": sci["train.precision"], "compile": compiled, "device": device}
+    paper_runtime = {"precision": "bf16", "compile": True}  # the paper: CUDA, auto -> on
+    return grid.deviations(to_dict(cfg), to_dict(paper), sweep.exp.axis_key, runtime,
+                           paper_runtime)  # fmt: skip
+
+
+def stale_points(sweep: Sweep) -> list[str]:
+    """One line per point whose existing run was made with another science config."""
+    lines = []
+    for p in sweep.grid:
+        rec = runs.read(sweep.exp_dir / p.run_dir)
+        if rec is None or rec.state not in ("COMPLETE", "INTERRUPTED", "RUNNING"):
+            continue  # nothing to lose: a failed run is simply replaced
+        diff = changes(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        if rec.fingerprint != runs.fingerprint(sweep.sciences[p]):
+            lines.append(f"{p.name} ({rec.state.lower()}): {', '.join(diff[:6])}")
+    return lines
+
+
+def check_records(sweep: Sweep) -> None:
+    """Stop before any training when a finished run's config differs (unless --rerun)."""
+    if sweep.opts.rerun:
+        return
+    stale = stale_points(sweep)
+    if stale:
+        head = f"{sweep.exp_dir}: {len(stale)} run(s) were made with another config:"
+        hint = "retrain them with --rerun, or use another --results folder"
+        raise SweepError("\n".join([head, *(f"  {line}" for line in stale), hint]))
+
+
+def prepare(sweep: Sweep) -> None:
+    """Create the folder and write experiment.json (the union of all points asked for)."""
+    with naming_path(sweep.exp_dir, "create"):
+        (sweep.exp_dir / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(sweep.exp_dir / "experiment.json", experiment_info(sweep))
+
+
+def experiment_info(sweep: Sweep) -> dict[str, Any]:
+    """experiment.json: the experiment's identity and grid; settings live in the records."""
+    old = read_json(sweep.exp_dir / "experiment.json") or {}
+    names = [p.name for p in sweep.grid]
+    points = list(dict.fromkeys([*old.get("points", []), *names]))
+    variants = [
+        v
+        for v in sweep.exp.variant_names
+        if v in {*old.get("variants", []), *(p.variant for p in sweep.grid)}
+    ]
+    variants += [v for v in old.get("variants", []) if v not in variants]
+    seeds = sorted({*old.get("seeds", []), *(p.seed for p in sweep.grid)})
+    return {
+        "experiment": sweep.exp.name, "protocol": sweep.protocol, "axis": sweep.exp.axis,
+        "axis_key": sweep.exp.axis_key, "reference": sweep.exp.reference,
+        "variants": variants, "seeds": seeds, "points": points,
+        "description": sweep.exp.description,
+        "protocol_description": sweep.catalog.descriptions.get(sweep.protocol, ""),
+        "study": sweep.study_name, "storage": masked(sweep.opts.storage) or "optuna.journal",
+        "versions": versions(), "git_rev": git_revision(),
+    }  # fmt: skip
