@@ -54,12 +54,14 @@ def test_smoke_sweep_on_each_dataset_kind(tmp_path, kind, cifar_md5_unchecked):
     args = ["sweep", "table2", "--protocol", "smoke", "--variants", "alternating"]
     args += [*_copy(kind, tmp_path), "--results", str(results), "--no-report", "--plain"]
     assert main(args) == 0
-    rows = list(csv.DictReader(open(results / "table2" / "runs.csv")))
+    exp = results / "smoke" / "table2"
+    rows = list(csv.DictReader(open(exp / "runs.csv")))
     assert [r["state"] for r in rows] == ["COMPLETE"]
-    run = results / "table2" / "runs" / "alternating-s0"
-    record = json.loads((run / "result.json").read_text())
+    (result,) = exp.glob("runs/*/result.json")
+    record = json.loads(result.read_text())
     assert record["state"] == "COMPLETE" and record["dataset"] == kind
-    info = record["data_info"]  # the provenance: dataset, split sizes and classes
+    info = record["data"]  # the provenance: dataset, split sizes and classes
     k, counts = EXPECTED[kind]
     assert record["num_classes"] == k and len(info["class_names"]) == k
+    assert (record["train_images"], record["val_images"]) == (counts["train"], counts["val"])
     assert info["counts"] == counts and info["chance_top1"] == pytest.approx(100 / k)
