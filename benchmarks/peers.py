@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vil.block import MLSTMLayer
+from vil.convert import load_reference_layer
 from vil.traversals import Direction, canonical_layout
 
 KERNEL_PEERS = {  # our form -> mlstm-kernels kernels of the same form
@@ -76,20 +77,9 @@ def xlstm_layer(dim: int, length: int, num_heads: int = 4) -> torch.nn.Module:
 
 @torch.no_grad()
 def copy_xlstm_into_ours(src: torch.nn.Module, dst: MLSTMLayer) -> None:
-    """Load an xlstm mLSTMLayer's weights into our layer, so their outputs can be compared."""
-    dst.proj_up.weight.copy_(src.proj_up.weight)
-    dst.proj_down.weight.copy_(src.proj_down.weight)
-    dst.conv_weight[0].copy_(src.conv1d.conv.weight[:, 0, :])
-    dst.conv_bias[0].copy_(src.conv1d.conv.bias)
-    bs = dst.v_weight.size(-1)
-    dst.qk_weight[0, :, :bs].copy_(src.q_proj.weight)
-    dst.qk_weight[0, :, bs:].copy_(src.k_proj.weight)
-    dst.v_weight[0].copy_(src.v_proj.weight)
-    cell = src.mlstm_cell
-    dst.gate_weight[0].copy_(torch.cat([cell.igate.weight, cell.fgate.weight]).t())
-    dst.gate_bias[0].copy_(torch.cat([cell.igate.bias, cell.fgate.bias]))
-    dst.norm_weight[0].copy_(cell.outnorm.weight_proxy)
-    dst.skip[0].copy_(src.learnable_skip)
+    """Load an xlstm mLSTMLayer's weights into our layer, so their outputs can be compared
+    (its names are the ViL training code's: one converter, vil.convert, maps both)."""
+    load_reference_layer(dst, src.state_dict())
 
 
 def perturb_(module: torch.nn.Module, std: float = 0.05) -> None:

@@ -43,8 +43,10 @@ def load_reference(path: str | None) -> tuple[type | None, str]:
 def build_pair(
     ref_cls: type, size: str, img: int, patch: int, classes: int
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Our alternating ViL and the reference v1 ViL (alternating 'bidirectional' schedule,
-    bilateral_avg pooling, no drop path) of the same size."""
+    """Our alternating ViL and the reference v1 ViL in the trained layout (``legacy_norm``:
+    the post-blocks norm), bilateral_avg pooling, no drop path: the same model (same
+    parameter count; ``vil.load_reference_state_dict(ours, ref.state_dict(), "hub_v1")``
+    would give it the same weights, which timing does not need)."""
     dim, depth = vil.SIZES[size]
     ours = vil.create_model(size, "alternating", "bilateral_avg", img, patch, classes)
     with warnings.catch_warnings():
@@ -58,6 +60,7 @@ def build_pair(
             pooling="bilateral_avg",
             alternation="bidirectional",
             drop_path_rate=0.0,
+            legacy_norm=True,
         )
     return ours, ref
 

@@ -1,9 +1,17 @@
 """Vision-LSTM (ViL) with every block-design choice a registered, swappable part."""
 
 from vil import mlstm
+from vil.convert import (
+    REFERENCE_SOURCES,
+    ConversionError,
+    convert_reference_state_dict,
+    load_reference_state_dict,
+)
+from vil.designs import DESIGNS, INITS, Design
 from vil.flops import count_flops, count_params
 from vil.model import SIZES, ViLConfig, VisionLSTM, create_model
 from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
+from vil.pretrained import PRETRAINED
 from vil.registry import Registry, UnknownNameError
 from vil.traversals import (
     ORDERS,
@@ -15,12 +23,18 @@ from vil.traversals import (
 )
 
 __all__ = [
+    "DESIGNS",
+    "INITS",
     "ORDERS",
+    "PRETRAINED",
+    "REFERENCE_SOURCES",
     "PAPER_POOLINGS",
     "PAPER_TRAVERSALS",
     "POOLINGS",
     "SIZES",
     "TRAVERSALS",
+    "ConversionError",
+    "Design",
     "Direction",
     "Pooling",
     "Registry",
@@ -28,9 +42,11 @@ __all__ = [
     "UnknownNameError",
     "ViLConfig",
     "VisionLSTM",
+    "convert_reference_state_dict",
     "count_flops",
     "count_params",
     "create_model",
+    "load_reference_state_dict",
     "mlstm",
     "register_pooling",
     "register_traversal",

@@ -35,6 +35,7 @@ class MLSTMLayer(nn.Module):
         conv_kernel: int = 4,
         cell: str = "auto",
         chunk_size: int = 64,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if conv not in CONV_KINDS:
@@ -48,7 +49,7 @@ class MLSTMLayer(nn.Module):
         self._register_orders(directions, layout)
         P, nb = param_sets, inner // qkv_block
         self.group = layers.headwise_group(nb // num_heads, qkv_block)
-        self.proj_up = nn.Linear(dim, 2 * inner, bias=False)
+        self.proj_up = nn.Linear(dim, 2 * inner, bias=bias)
         conv_shape = (P, inner, conv_kernel) if conv == "causal1d" else (P, inner, 3, 3)
         self.conv_weight = nn.Parameter(torch.empty(conv_shape))
         self.conv_bias = nn.Parameter(torch.zeros(P, inner))
@@ -58,7 +59,9 @@ class MLSTMLayer(nn.Module):
         self.gate_bias = nn.Parameter(torch.zeros(P, 2 * num_heads))
         self.norm_weight = nn.Parameter(torch.ones(P, inner))
         self.skip = nn.Parameter(torch.ones(P, inner))
-        self.proj_down = nn.Linear(inner, dim, bias=False)
+        for name, width in (("qk_bias", 2 * inner), ("v_bias", inner), ("norm_bias", inner)):
+            self.register_parameter(name, nn.Parameter(torch.zeros(P, width)) if bias else None)
+        self.proj_down = nn.Linear(inner, dim, bias=bias)
         self.reset_parameters(num_blocks)
 
     def _register_orders(self, directions: tuple[Direction, ...], layout: TokenLayout) -> None:
@@ -76,6 +79,7 @@ class MLSTMLayer(nn.Module):
         self.register_buffer("patch_pos", layout.patch_positions.clone(), persistent=False)
 
     def reset_parameters(self, num_blocks: int) -> None:
+        """ViL's init; ``num_blocks`` scales proj_down's std (1 in every trained model)."""
         layers.small_init_(self.proj_up.weight, self.dim)
         layers.small_init_(self.qk_weight, self.dim)
         layers.small_init_(self.v_weight, self.dim)
@@ -90,6 +94,10 @@ class MLSTMLayer(nn.Module):
             self.gate_bias[:, nh:] = torch.linspace(3.0, 6.0, nh)  # forget gate
         nn.init.ones_(self.norm_weight)
         nn.init.ones_(self.skip)
+        biases = (self.proj_up.bias, self.proj_down.bias, self.qk_bias, self.v_bias, self.norm_bias)
+        for b in biases:  # v2 design: all zero at init
+            if b is not None:
+                nn.init.zeros_(b)
 
     def _to_directions(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) canonical -> (B, K, N, C) in each direction's traversal order."""
@@ -119,15 +127,28 @@ class MLSTMLayer(nn.Module):
         nh, group = self.num_heads, 1 if plain else self.group
         q, k = layers.headwise(c, self.qk_weight, nh, group, parts=2)  # (B*K, NH, N, DH)
         (v,) = layers.headwise(xs, self.v_weight, nh, group)
-        if plain:  # the reference's gate product on cat(q, k, v) (FLOP counting, checks)
-            qkv = torch.cat([layers.heads_to_tokens(t, B) for t in (q, k, v)], dim=-1)
-            gates = layers.per_set_linear(qkv, self.gate_weight, self.gate_bias)
-        else:
-            wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
-            gates = layers.per_set_linear(c, wc, self.gate_bias) + layers.per_set_linear(xs, wx)
+        if self.qk_bias is not None:
+            qb, kb = self.qk_bias.chunk(2, dim=-1)
+            q, k, v = (layers.head_bias(t, b, B) for t, b in ((q, qb), (k, kb), (v, self.v_bias)))
+        gates = self._gates(c, xs, q, k, v, plain)
         h = self._cell(q, k, v, gates)
         h = layers.head_norm(h, self.norm_weight, c, self.skip)
+        if self.norm_bias is not None:
+            h = h + self.norm_bias.unsqueeze(1)
         return self.proj_down(self._from_directions(h) * F.silu(z))
+
+    def _gates(self, c, xs, q, k, v, plain: bool) -> torch.Tensor:
+        """Input and forget gate pre-activations (B, K, N, 2*NH) from cat(q, k, v)."""
+        if plain:  # the reference's gate product on cat(q, k, v) (FLOP counting, checks)
+            B = c.size(0)
+            qkv = torch.cat([layers.heads_to_tokens(t, B) for t in (q, k, v)], dim=-1)
+            return layers.per_set_linear(qkv, self.gate_weight, self.gate_bias)
+        wc, wx = layers.fold_gates(self.qk_weight, self.v_weight, self.gate_weight)
+        bias = self.gate_bias
+        if self.qk_bias is not None:  # q/k/v biases pass through the gates as constants
+            qkv_bias = torch.cat([self.qk_bias, self.v_bias], dim=-1)
+            bias = bias + torch.einsum("pi,pig->pg", qkv_bias, self.gate_weight)
+        return layers.per_set_linear(c, wc, bias) + layers.per_set_linear(xs, wx)
 
     def _to_directions_sets(self, c: torch.Tensor) -> torch.Tensor:
         """Grid-conv output (B, P, N, C) canonical -> (B, K, N, C) traversal order."""
@@ -149,10 +170,12 @@ class MLSTMLayer(nn.Module):
 class ViLBlock(nn.Module):
     """Pre-norm residual block: ``x + DropPath(mLSTMLayer(LayerNorm(x)))``."""
 
-    def __init__(self, dim: int, drop_path: float = 0.0, **layer_kwargs) -> None:
+    def __init__(
+        self, dim: int, drop_path: float = 0.0, bias: bool = False, **layer_kwargs
+    ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim, bias=False)
-        self.layer = MLSTMLayer(dim, **layer_kwargs)
+        self.norm = nn.LayerNorm(dim, bias=bias)
+        self.layer = MLSTMLayer(dim, bias=bias, **layer_kwargs)
         self.drop_path = layers.DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

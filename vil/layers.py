@@ -160,6 +160,13 @@ def headwise(
     return (y.squeeze(0),) if parts == 1 else y.unbind(0)  # squeeze: a view, no backward copy
 
 
+def head_bias(h: torch.Tensor, bias: torch.Tensor, batch: int) -> torch.Tensor:
+    """Head-major h (B*K, NH, N, DH) plus a per-set bias (P, NH*DH), P = K or 1."""
+    BK, NH, N, DH = h.shape
+    out = h.view(batch, BK // batch, NH, N, DH) + bias.view(1, bias.size(0), NH, 1, DH)
+    return out.view(BK, NH, N, DH)
+
+
 def per_set_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Vision-LSTM: patch embedding -> ViL blocks (from a traversal) -> norm -> pooling -> head."""
+"""Vision-LSTM: patch embedding -> ViL blocks (from a traversal) -> norm -> pooling -> norm
+-> head, the layout NX-AI trained (training code, v1 hub with ``legacy_norm=True``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import torch
 from torch import nn
 
 from vil.block import ViLBlock
+from vil.designs import DESIGNS, INITS
 from vil.poolings import POOLINGS
+from vil.pretrained import load_pretrained
 from vil.traversals import TRAVERSALS, canonical_layout
 
 # name -> (dim, depth). Paper sizes plus CPU-sized ones for the demo and tests.
@@ -38,8 +41,10 @@ class ViLConfig:
     num_heads: int = 4  # mLSTM heads per direction
     expansion: int = 2  # inner width = expansion * dim
     qkv_block: int = 4  # headwise q/k/v block size
-    conv: str = "causal1d"  # "causal1d" (v1, ablation default) or "grid2d" (v2)
-    conv_kernel: int = 4  # causal conv width (v1)
+    design: str = "v1"  # registered design (vil.DESIGNS): v1 of the ablations, or v2
+    init: str = "paper"  # proj_down init (vil.INITS): paper (as trained) or fixed (depth-scaled)
+    conv: str | None = None  # "causal1d" or "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
+    conv_kernel: int | None = None  # causal conv width; None = the design's (4)
     drop_path: float = 0.0  # stochastic depth rate, linearly increasing over blocks
     cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent
     chunk_size: int = 64  # chunk length of the chunkwise form
@@ -53,12 +58,22 @@ class ViLConfig:
         return h // self.patch_size, w // self.patch_size
 
 
+def resolve(cfg: ViLConfig) -> ViLConfig:
+    """``cfg`` with the design's conv filled in where it is None (validates design and init)."""
+    design = DESIGNS.get(cfg.design)
+    INITS.get(cfg.init)
+    conv = cfg.conv if cfg.conv is not None else design.conv
+    kernel = cfg.conv_kernel if cfg.conv_kernel is not None else design.conv_kernel
+    return replace(cfg, conv=conv, conv_kernel=kernel)
+
+
 class VisionLSTM(nn.Module):
-    """ViL ("v1" design of the ablations, with the v2 grid conv as an option)."""
+    """ViL in NX-AI's trained layout: blocks -> LayerNorm -> pooling -> LayerNorm -> head."""
 
     def __init__(self, cfg: ViLConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = resolve(cfg)
+        self.design = DESIGNS.get(cfg.design)
         self.traversal = TRAVERSALS.get(cfg.traversal)
         self.pooling = POOLINGS.get(cfg.pooling)
         h, w = cfg.grid
@@ -68,9 +83,13 @@ class VisionLSTM(nn.Module):
         n_extra = len(self.layout.extra_positions)
         self.cls_token = nn.Parameter(torch.zeros(1, n_extra, cfg.dim)) if n_extra else None
         self.blocks = nn.ModuleList(self._block(i) for i in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, bias=False)
+        d = self.design
+        self.norm = nn.LayerNorm(cfg.dim, eps=d.post_norm_eps, bias=d.bias)
         out_dim = self.pooling.out_dim(cfg.dim)
-        self.head = nn.Linear(out_dim, cfg.num_classes) if cfg.num_classes else nn.Identity()
+        # the trained models normalise the pooled vector again (weight and bias, both designs)
+        has_head = bool(cfg.num_classes)
+        self.head_norm = nn.LayerNorm(out_dim, eps=d.head_norm_eps) if has_head else nn.Identity()
+        self.head = nn.Linear(out_dim, cfg.num_classes) if has_head else nn.Identity()
         self._init_weights()
 
     def _block(self, i: int) -> ViLBlock:
@@ -82,7 +101,8 @@ class VisionLSTM(nn.Module):
             directions=self.traversal.block_directions(i),
             param_sets=self.traversal.block_param_sets(i),
             layout=self.layout,
-            num_blocks=c.depth,
+            num_blocks=INITS.get(c.init)(c.depth),
+            bias=self.design.bias,
             num_heads=c.num_heads,
             expansion=c.expansion,
             qkv_block=c.qkv_block,
@@ -117,21 +137,32 @@ class VisionLSTM(nn.Module):
         return self.norm(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pooling(self.forward_features(images), self.layout))
+        pooled = self.pooling(self.forward_features(images), self.layout)
+        return self.head(self.head_norm(pooled))
 
 
 def create_model(
     size: str = "tiny",
     traversal: str = "alternating",
-    pooling: str = "bilateral_avg",
+    pooling: str | None = None,
     img_size: int | tuple[int, int] = 128,
     patch_size: int = 16,
     num_classes: int = 100,
+    design: str = "v1",
+    init: str = "paper",
+    pretrained: str | None = None,
+    pretrained_source: str = "train",
     **overrides,
 ) -> VisionLSTM:
-    """Build a ViL by size name and registered part names; ``overrides`` set ViLConfig fields."""
+    """Build a ViL by size name and registered part names; ``overrides`` set ViLConfig fields.
+
+    ``pooling`` None is the design's (v1 bilateral_avg, v2 bilateral_concat). ``pretrained``:
+    a published checkpoint's name (``vil.PRETRAINED``), a URL or a file, whose state dict is
+    in the ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``; published files: train).
+    """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
+    pooling = pooling if pooling is not None else DESIGNS.get(design).pooling
     TRAVERSALS.get(traversal), POOLINGS.get(pooling)  # fail early, listing valid names
     dim, depth = SIZES[size]
     hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
@@ -143,8 +174,13 @@ def create_model(
         img_size=hw,
         patch_size=patch_size,
         num_classes=num_classes,
+        design=design,
+        init=init,
     )
     unknown = set(overrides) - set(asdict(cfg))
     if unknown:
         raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
-    return VisionLSTM(replace(cfg, **overrides))
+    model = VisionLSTM(replace(cfg, **overrides))
+    if pretrained is not None:
+        load_pretrained(model, pretrained, source=pretrained_source)
+    return model
