@@ -18,7 +18,7 @@ from ablations.experiments import load_catalog
 REAL_MIXER = ablations.data.make_batch_mixer
 
 
-def _batches(tmp_path, variant: str, seed: int, monkeypatch) -> list[str]:
+def _batches(tmp_path, variant, seed, monkeypatch, workers: int = 0, epochs: int = 2) -> list:
     seen: list[str] = []
 
     def recording_mixer(cfg, num_classes):
@@ -36,12 +36,12 @@ def _batches(tmp_path, variant: str, seed: int, monkeypatch) -> list[str]:
     cat = load_catalog()
     cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), variant, seed)
     over = {
-        "data": {"train_samples": 64, "val_samples": 16, "img_size": 16, "augment": "paper",
-                 "mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+        "data": {"train_samples": 32, "val_samples": 8, "img_size": 16, "augment": "paper",
+                 "mixup_alpha": 0.8, "cutmix_alpha": 1.0, "num_workers": workers},
         "model": {"drop_path": 0.1 if variant == "quad" else 0.0},
-        "train": {"batch_size": 16, "epochs": 2},
+        "train": {"batch_size": 8, "epochs": epochs},
     }  # fmt: skip
-    loop.train(apply(cfg, over, "test"), tmp_path / f"{variant}-{seed}")
+    loop.train(apply(cfg, over, "test"), tmp_path / f"{variant}-{seed}-{workers}")
     return seen
 
 
@@ -51,3 +51,9 @@ def test_every_variant_of_a_seed_sees_the_same_batches(tmp_path, monkeypatch):
     assert len(alt) == 8 and alt == quad  # 2 epochs x 4 steps, identical
     other = _batches(tmp_path, "alternating", 1, monkeypatch)
     assert len(set(other) & set(alt)) == 0  # another seed: other batches
+
+
+def test_pairing_holds_with_loader_workers(tmp_path, monkeypatch):
+    # Workers augment with seeds drawn from the loader's generator (reseeded per epoch).
+    alt = _batches(tmp_path, "alternating", 0, monkeypatch, workers=1, epochs=1)
+    assert len(alt) == 4 and alt == _batches(tmp_path, "quad", 0, monkeypatch, 1, epochs=1)
