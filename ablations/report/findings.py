@@ -2,7 +2,7 @@
 
 Decision rule. Each claim is split into checks; an accuracy check states a region for the true
 top-1 difference ``Δ = mean(a) - mean(b)`` (percentage points) and looks at Δ's 95% Welch
-t-interval over seeds (``stats.welch_ci``):
+t-interval over seeds (``stats.diff_to_reference``: paired on shared seeds, else Welch):
 
 * **holds** if the CI lies inside the claimed region,
 * **does not hold** if the CI lies entirely outside it,
@@ -28,7 +28,7 @@ from itertools import combinations
 import numpy as np
 
 from ablations.report.load import Experiment
-from ablations.report.stats import verdict_for, welch_ci
+from ablations.report.stats import diff_to_reference, verdict_for
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
 MARGIN = 0.6
@@ -64,7 +64,7 @@ def combine(checks: list[Check]) -> str:
 
 def accuracy_check(exp: Experiment, a: str, b: str, lo: float, hi: float) -> Check:
     """Check that top-1 Δ = a - b lies in the open region (lo, hi)."""
-    ci = welch_ci(exp.complete(a)["top1"], exp.complete(b)["top1"])
+    ci = diff_to_reference(exp.top1_by_seed(a), exp.top1_by_seed(b))
     label = f"{a} − {b}"
     if ci.n_a == 0 or ci.n_b == 0:
         gone = " or ".join(v for v, n in ((a, ci.n_a), (b, ci.n_b)) if n == 0)

@@ -74,6 +74,11 @@ class Experiment:
                 return node
         return default
 
+    def top1_by_seed(self, variant: str) -> dict[int, float]:
+        """seed -> top-1 of the complete runs of ``variant`` (for paired statistics)."""
+        done = self.complete(variant)
+        return {int(s): float(v) for s, v in zip(done["seed"], done["top1"], strict=True)}
+
     def rows(self, variant: str) -> pd.DataFrame:
         return self.runs[self.runs["variant"] == variant]
 

@@ -17,12 +17,7 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
 
     Returns the data summary per setting (``repr(cfg.data)``), e.g. for pricing a dry run.
     """
-    from ablations.data import DataConfigError
-
-    try:  # TEMP until the issue14 merge
-        from ablations.data import describe
-    except ImportError:
-        describe = _describe_tmp
+    from ablations.data import DataConfigError, describe
 
     seen: dict[str, Any] = {}
     for p in sweep.grid:
@@ -50,18 +45,3 @@ def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes
-
-
-def _describe_tmp(cfg):  # TEMP until the issue14 merge
-    from types import SimpleNamespace
-
-    from ablations.data.build import _scan
-
-    if cfg.dataset == "synthetic":
-        return SimpleNamespace(
-            root=None, num_classes=cfg.num_classes, train_images=cfg.train_samples
-        )
-    classes, train, val, info = _scan(cfg)
-    return SimpleNamespace(
-        root=info.get("root"), num_classes=len(classes), train_images=len(train.samples)
-    )

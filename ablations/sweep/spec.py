@@ -99,7 +99,7 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
     exp = catalog.experiment(opts.experiment)
     protocol = opts.protocol or catalog.default_protocol
     proto = catalog.protocol(protocol)
-    seeds = list(opts.seeds) if opts.seeds else list(exp.seeds)
+    seeds = list(catalog.seeds_for(exp, protocol, opts.seeds))
     names = list(opts.variants) if opts.variants else exp.variant_names
     unknown = [n for n in names if n not in exp.variant_names]
     if unknown:
