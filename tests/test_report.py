@@ -161,14 +161,19 @@ def test_main_markdown_shows_the_same_numbers(table2):
     assert r"\toprule" in tex and r"\textbf{" in tex and r"snake\_alternating" in tex
 
 
-def test_differences_match_scipy_welch(table2):
+def test_differences_match_scipy_paired_and_welch(table2):
+    """uni shares every complete seed with the reference: paired; bi lacks seed 2: Welch."""
     diff = pd.read_csv(table2 / "table_diff.csv").set_index("variant")
-    for variant in ("uni", "bi"):
-        ref = stats.ttest_ind(_top1(variant), _top1("alternating"), equal_var=False)
+    tests = {"uni": stats.ttest_rel(_top1("uni"), _top1("alternating")),
+             "bi": stats.ttest_ind(_top1("bi"), _top1("alternating"), equal_var=False)}  # fmt: skip
+    for variant, ref in tests.items():
         ci = ref.confidence_interval(0.95)
         assert diff.loc[variant, "ci_low"] == pytest.approx(ci.low)
         assert diff.loc[variant, "ci_high"] == pytest.approx(ci.high)
         assert diff.loc[variant, "df"] == pytest.approx(ref.df)
+    assert diff.loc["uni", "method"] == "paired" and diff.loc["bi", "method"] == "welch"
+    half = (ci.high - ci.low) / 2  # bi: what its seeds resolve is the CI's half-width here
+    assert diff.loc["bi", "min_resolvable"] > 0 and np.isfinite(half)
     assert diff.loc["bi", "diff_top1"] == pytest.approx(70.5 - np.mean(_top1("alternating")))
     snake = diff.loc["snake_alternating"]
     assert np.isnan(snake["ci_low"]) and "2 complete seeds" in snake["note"]
