@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/vil-ablate sweep table2 --protocol demo --workers $(WORKERS) --results $(RESULTS)
 	$(BIN)/vil-ablate sweep table3 --protocol demo --workers $(WORKERS) --results $(RESULTS)
 	$(BIN)/vil-ablate paths --out $(RESULTS)/paths
-	@echo "Demo done. Reports: $(RESULTS)/index.md, $(RESULTS)/table2/report.md, $(RESULTS)/table3/report.md"
+	@echo "Demo done. Reports: $(RESULTS)/index.md, $(RESULTS)/demo/table2/report.md, $(RESULTS)/demo/table3/report.md"
 
 lint: setup
 	$(BIN)/ruff check .

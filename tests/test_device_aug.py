@@ -92,7 +92,7 @@ def test_training_on_device_augmented_cache_batches_resumes_exactly(tmp_path):
     except ImportError:
         from tests.data_fixtures import make_tree
     root = make_tree(tmp_path / "tree", ["a", "b", "c", "d"], n_train=6, n_val=2)
-    full = train(_cache_cfg(root, tmp_path), tmp_path / "full")
+    full = train(_cache_cfg(root, tmp_path), tmp_path / "full").to_dict()
     calls = {"n": 0}
 
     def stop_at_step_4() -> bool:
@@ -101,7 +101,7 @@ def test_training_on_device_augmented_cache_batches_resumes_exactly(tmp_path):
 
     with pytest.raises(Interrupted):
         train(_cache_cfg(root, tmp_path), tmp_path / "cut", should_stop=stop_at_step_4)
-    resumed = train(_cache_cfg(root, tmp_path), tmp_path / "cut")
+    resumed = train(_cache_cfg(root, tmp_path), tmp_path / "cut").to_dict()
     assert full["state"] == resumed["state"] == "COMPLETE"
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
 
