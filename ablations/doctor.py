@@ -131,7 +131,8 @@ def _tables(p: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
                 d.get("backend", "?"),
                 "yes" if d["ok"] else "NO",
                 d.get("steps_done", ""),
-                d.get("error", f"{d.get('img_per_s', math.nan):.0f} img/s, {d['wall_s']:.0f} s"),
+                d.get("error")
+                or f"{d.get('img_per_s', math.nan):.0f} img/s, {d.get('wall_s', math.nan):.0f} s",
             ]
         ]
     )

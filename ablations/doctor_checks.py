@@ -159,7 +159,7 @@ def check_ddp(opts: Any, timeout_s: float = 300.0) -> dict[str, Any]:
 def ddp_worker(out: Path, device: str) -> None:
     """One rank of check_ddp: a few steps of the smoke protocol under torchrun."""
     from ablations.experiments import load_catalog
-    from ablations.runner import init_distributed
+    from ablations.sweep.command import init_distributed
     from ablations.train import train
 
     init_distributed()
@@ -178,7 +178,8 @@ def ddp_worker(out: Path, device: str) -> None:
         result = train(cfg, run_dir / "run")
     if int(os.environ.get("RANK", 0)) == 0:
         keep = ("state", "world_size", "steps_done", "img_per_s", "top1", "val_loss", "device")
-        out.write_text(json.dumps({k: result.get(k) for k in keep}))
+        record = result.to_dict()
+        out.write_text(json.dumps({k: record.get(k) for k in keep}))
 
 
 def time_loader(dataset: Any, batch: int, workers: int, seconds: float) -> dict[str, Any]:
