@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ablations.data import DataConfig
+from ablations.data.config import AUGMENTS, DATASETS, SPLITS
 
 
 class ConfigError(ValueError):
@@ -98,8 +99,9 @@ CHOICES: dict[str, Callable[[], list[Any]]] = {
     "model.cell": _cell_forms,
     "train.precision": lambda: ["auto", "bf16", "fp32"],
     "train.compile": lambda: ["auto", "on", "off"],
-    "data.dataset": lambda: ["synthetic", "imagenet100", "imagefolder"],
-    "data.augment": lambda: ["paper", "light", "none"],
+    "data.dataset": lambda: list(DATASETS),
+    "data.augment": lambda: list(AUGMENTS),
+    "data.split": lambda: list(SPLITS),
 }
 # YAML 1.1 reads on/off/yes/no as booleans; accept them for these string switches.
 _BOOL_WORDS = {"train.compile": {True: "on", False: "off"}}

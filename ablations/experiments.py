@@ -19,7 +19,7 @@ from ablations.config import ConfigError, ModelConfig, RunConfig, apply, dotted,
 PACKAGE_FILE = Path(__file__).with_name("experiments.yaml")
 SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
 TOP_KEYS = ("default_protocol", "protocols", "experiments")
-PROTOCOL_KEYS = ("base", "description", "model", "data", "train")
+PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
 EXPERIMENT_KEYS = ("description", "axis", "reference", "seeds", "model", "variants")
 
 
@@ -40,9 +40,10 @@ class Experiment:
     axis: str  # "traversal" | "pooling" | any config key path, e.g. "model.init"
     reference: str  # the variant the others are compared with
     variants: tuple[Variant, ...]
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the experiment's own, or (0,) when it names none
     model: dict[str, Any] = field(default_factory=dict)  # fixed model overrides
     description: str = ""
+    seeds_given: bool = True  # False: the file named no seeds (the protocol's apply)
 
     @property
     def variant_names(self) -> list[str]:
@@ -92,6 +93,17 @@ class Catalog:
     protocols: dict[str, RunConfig]
     descriptions: dict[str, str]
     experiments: dict[str, Experiment]
+    protocol_seeds: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+
+    def seeds_for(
+        self, exp: Experiment, protocol: str | None, cli: list[int] | None = None
+    ) -> tuple[int, ...]:
+        """Seeds of a sweep: --seeds, else the experiment's, else the protocol's, else (0,)."""
+        if cli:
+            return tuple(cli)
+        if exp.seeds_given:
+            return exp.seeds
+        return self.protocol_seeds.get(protocol or self.default_protocol) or exp.seeds
 
     def protocol(self, name: str | None) -> RunConfig:
         name = name or self.default_protocol
@@ -131,6 +143,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     _keys(raw, TOP_KEYS, source, "")
     protos = _mapping(raw.get("protocols", {}), source, "protocols")
     resolved = {name: _resolve(name, protos, source, ()) for name in protos}
+    seeds = {name: _protocol_seeds(name, protos, source) for name in protos}
     descriptions = {n: str((p or {}).get("description", "")).strip() for n, p in protos.items()}
     default = raw.get("default_protocol", "paper" if "paper" in resolved else None)
     if default not in resolved:
@@ -138,7 +151,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise ConfigError(f"{source}: default_protocol: unknown {default!r}; valid: {valid}")
     exps = _mapping(raw.get("experiments", {}), source, "experiments")
     experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
-    return Catalog(source, default, resolved, descriptions, experiments)
+    return Catalog(source, default, resolved, descriptions, experiments, seeds)
 
 
 def _mapping(value: Any, source: str, path: str) -> dict:
@@ -175,6 +188,26 @@ def _resolve(name: str, protos: dict, source: str, seen: tuple[str, ...]) -> Run
     return apply(base, sections, source, prefix)
 
 
+def _protocol_seeds(name: str, protos: dict, source: str) -> tuple[int, ...] | None:
+    """A protocol's ``seeds:`` (inherited from its base chain), or None when none names any."""
+    seen: list[str] = []
+    while name is not None and name not in seen:  # cycles were reported by _resolve
+        seen.append(name)
+        spec = protos[name] or {}
+        if "seeds" in spec:
+            return _seed_list(spec["seeds"], source, f"protocols.{name}.seeds")
+        name = spec.get("base")
+    return None
+
+
+def _seed_list(seeds: Any, source: str, path: str) -> tuple[int, ...]:
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise ConfigError(f"{source}: {path}: expected a list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: {path}: duplicate seeds in {seeds!r}")
+    return tuple(seeds)
+
+
 def _experiment(name: str, spec: Any, source: str) -> Experiment:
     prefix = f"experiments.{name}."
     _keys(spec, EXPERIMENT_KEYS, source, prefix)
@@ -196,11 +229,10 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     if reference not in names:
         msg = f"reference {reference!r} is not a variant; valid: {', '.join(names)}"
         raise ConfigError(f"{source}: {prefix}reference: {msg}")
-    seeds = spec.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
-        raise ConfigError(f"{source}: {prefix}seeds: expected a list of integers, got {seeds!r}")
+    given = "seeds" in spec
+    seeds = _seed_list(spec["seeds"], source, f"{prefix}seeds") if given else (0,)
     description = str(spec.get("description", "")).strip()
-    return Experiment(name, axis, reference, variants, tuple(seeds), fixed, description)
+    return Experiment(name, axis, reference, variants, seeds, fixed, description, given)
 
 
 def _is_int(v: Any) -> bool:

@@ -1,4 +1,9 @@
-"""``build_datasets`` and ``prepare_cache``: config in, datasets (+ provenance) out."""
+"""``build_datasets``, ``prepare_cache`` and ``describe``: config in, datasets (+ provenance) out.
+
+The dataset kind (``registry.KINDS[cfg.dataset]``) says how to find the images; everything
+after that is shared: the subset / tune-split selection (``split.py``), the uint8 cache for
+file datasets, the transforms, and the provenance record (``provenance.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,18 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from .arrays import Arrays, take
 from .cache import cache_key, default_cache_dir, open_cached, read_index
 from .cache_build import ensure_cache
 from .config import DataConfig, DataConfigError
-from .imagefolder import ImageFolderDataset, SplitFiles, scan_class_folders, subdirs
-from .imagenet100 import scan_imagenet100
-from .synthetic import SyntheticDataset, class_names
+from .imagefolder import FileScan, ImageFolderDataset, SplitFiles
+from .provenance import DataProvenance
+from .registry import KINDS
+from .split import counts_per_class, select
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger("ablations.data")
+HELD_OUT = "held out of train (split='tune')"  # provenance: val_labels of the tune split
 
 
 @dataclass
@@ -28,133 +36,129 @@ class DataBundle:
     val: Dataset
     num_classes: int
     class_names: list[str]
-    info: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # DataProvenance.to_dict(): same keys everywhere
 
 
-def _build_synthetic(cfg: DataConfig) -> DataBundle:
-    if cfg.augment == "paper":
-        log.warning("synthetic data with augment='paper': flips change labels; use 'light'")
-    args = (cfg.num_classes, cfg.img_size, cfg.data_seed)
-    train_tf = train_transform(cfg.augment, cfg.img_size, "exact")
-    train = SyntheticDataset("train", cfg.train_samples, *args, transform=train_tf)
-    val = SyntheticDataset(
-        "val", cfg.val_samples, *args, transform=eval_transform(cfg.img_size, "exact")
+def _provenance(cfg: DataConfig, classes, train_targets, val_targets, **kw) -> DataProvenance:
+    return DataProvenance(
+        dataset=cfg.dataset,
+        class_names=list(classes),
+        split=cfg.split,
+        data_seed=cfg.data_seed,
+        train_per_class=counts_per_class(train_targets, classes),
+        val_per_class=counts_per_class(val_targets, classes),
+        img_size=cfg.img_size,
+        augment=cfg.augment,
+        **kw,
     )
-    names = class_names(cfg.num_classes)
-    info = {
-        "dataset": "synthetic",
-        "class_list": None,
-        "class_to_idx": {n: i for i, n in enumerate(names)},
-        "counts": {"train": len(train), "val": len(val)},
-        "data_seed": cfg.data_seed,
-        "img_size": cfg.img_size,
-        "augment": cfg.augment,
-        "skipped": [],
-        "num_skipped": 0,
-        "cache": None,
-    }
-    return DataBundle(train, val, cfg.num_classes, names, info)
 
 
-def _scan_imagefolder(cfg: DataConfig) -> tuple:
-    root = Path(cfg.root).expanduser()
-    train, val = root / "train", root / "val"
-    for d in (root, train, val):
-        if not d.is_dir():
-            raise DataConfigError(
-                f"{d}: no such folder (expected {root}/train/<class>/ and val/<class>/)"
-            )
-    classes = subdirs(train)
-    if len(classes) < 2:
-        raise DataConfigError(f"{train}: {len(classes)} class folders (expected at least 2)")
-    unknown = sorted(set(subdirs(val)) - set(classes))
-    if unknown:
-        raise DataConfigError(
-            f"{val / unknown[0]}: class not in {train} (val classes must be train classes)"
-        )
-    train_files, train_counts = scan_class_folders(train, classes, cfg.strict, required=True)
-    val_files, val_counts = scan_class_folders(val, classes, cfg.strict, required=False)
-    info = {"class_list": None, "root": str(root), "train_per_class": train_counts}
-    info.update(
-        val_per_class=val_counts, val_missing_classes=[c for c, n in val_counts.items() if not n]
-    )
-    return classes, train_files, val_files, info
+def _build_arrays(cfg: DataConfig, arrays: Arrays) -> DataBundle:
+    train_idx, val_idx, source = select(cfg, arrays.train_labels, arrays.val_labels)
+    pool = (arrays.train_images, arrays.train_labels) if source == "train" else None
+    pool = pool or (arrays.val_images, arrays.val_labels)
+    train_tf = train_transform(cfg.augment, cfg.img_size, "square")
+    train = take(arrays.train_images, arrays.train_labels, train_idx, train_tf)
+    val = take(*pool, val_idx, eval_transform(cfg.img_size, "square"))
+    prov = _provenance(
+        cfg, arrays.classes, train.targets, val.targets, root=arrays.root, class_list=None,
+        val_source=source,
+        val_labels=HELD_OUT if source == "train" else arrays.info.get("val_labels"),
+    )  # fmt: skip
+    return DataBundle(train, val, len(arrays.classes), list(arrays.classes), prov.to_dict())
 
 
-def _scan(cfg: DataConfig) -> tuple[list[str], SplitFiles, SplitFiles, dict]:
+def _labels(files: SplitFiles) -> list[int]:
+    return [s.label for s in files.samples]
+
+
+def scan_selected(cfg: DataConfig) -> tuple[FileScan, str]:
+    """The selected files of a ``files`` kind (subsets / tune split applied) + val source."""
     cfg.validate()
-    if cfg.dataset == "synthetic":
-        raise DataConfigError("data.dataset='synthetic' is generated in memory: nothing to cache")
-    if cfg.dataset == "imagenet100":
-        classes, train, val, info = scan_imagenet100(cfg.root, cfg.class_list, cfg.strict)
-    else:
-        classes, train, val, info = _scan_imagefolder(cfg)
+    kind = KINDS[cfg.dataset]
+    if kind.family != "files":
+        raise DataConfigError(
+            f"data.dataset={cfg.dataset!r} is held in memory as arrays: nothing to cache"
+        )
+    found: FileScan = kind.function()(cfg)
+    train_idx, val_idx, source = select(cfg, _labels(found.train), _labels(found.val))
+    pool = found.train if source == "train" else found.val
+    train = SplitFiles([found.train.samples[i] for i in train_idx], found.train.skipped)
+    val = SplitFiles([pool.samples[i] for i in val_idx], [] if source == "train" else pool.skipped)
     if not val.samples:
-        raise DataConfigError(f"{info['root']}/val: no images of the selected classes")
-    info["skipped"] = [{**x, "split": "train"} for x in train.skipped]
-    info["skipped"] += [{**x, "split": "val"} for x in val.skipped]
-    return classes, train, val, info
+        raise DataConfigError(f"{found.root}/val: no images of the selected classes")
+    kept = FileScan(found.classes, train, val, found.root, found.class_list, found.val_labels)
+    return kept, source
 
 
-def _cache_folder(cfg: DataConfig, classes, train: SplitFiles, val: SplitFiles, info) -> tuple:
+def _skipped(found: FileScan) -> list[dict]:
+    return [{**x, "split": "train"} for x in found.train.skipped] + [
+        {**x, "split": "val"} for x in found.val.skipped
+    ]
+
+
+def _cache_folder(cfg: DataConfig, found: FileScan) -> tuple[Path, str, dict]:
     sizes = {"train": cfg.stored_size, "val": cfg.img_size}
-    key = cache_key({"train": train.samples, "val": val.samples}, classes, sizes)
-    tag = Path(str(info["class_list"])).stem if info["class_list"] else "all"
+    key = cache_key({"train": found.train.samples, "val": found.val.samples}, found.classes, sizes)
+    tag = Path(str(found.class_list)).stem if found.class_list else "all"
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{cfg.dataset}-{tag}-{cfg.img_size}px")
-    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir(cfg.root)
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     return root / f"{name}-{key[:16]}", key, sizes
 
 
-def _prepare(cfg: DataConfig, progress: bool) -> tuple[Path, str, bool, list[str], dict]:
-    classes, train, val, info = _scan(cfg)
-    folder, key, sizes = _cache_folder(cfg, classes, train, val, info)
-    jobs = {"train": (train.samples, sizes["train"]), "val": (val.samples, sizes["val"])}
-    meta = {"dataset": cfg.dataset, "class_list": info["class_list"], "classes": classes}
+def _prepare(cfg: DataConfig, progress: bool) -> tuple[Path, str, bool, FileScan, str]:
+    found, source = scan_selected(cfg)
+    folder, key, sizes = _cache_folder(cfg, found)
+    jobs = {
+        "train": (found.train.samples, sizes["train"]),
+        "val": (found.val.samples, sizes["val"]),
+    }
+    meta = {"dataset": cfg.dataset, "class_list": found.class_list, "classes": found.classes}
     meta["img_size"], meta["stored_size"] = cfg.img_size, sizes
     built = ensure_cache(folder, key, jobs, meta, cfg.num_workers, cfg.strict, progress)
-    return folder, key, built, classes, info
+    return folder, key, built, found, source
 
 
 def prepare_cache(cfg: DataConfig, progress: bool = True) -> Path:
-    """Build (once) the uint8 cache for an image-folder dataset; return its folder."""
+    """Build (once) the uint8 cache for an image-file dataset; return its folder."""
     return _prepare(cfg, progress)[0]
 
 
-def _common_info(cfg: DataConfig, classes: list[str], info: dict, train, val) -> dict:
-    return {
-        "dataset": cfg.dataset,
-        **info,
-        "class_to_idx": {c: i for i, c in enumerate(classes)},
-        "counts": {"train": len(train), "val": len(val)},
-        "img_size": cfg.img_size,
-        "augment": cfg.augment,
-    }
+def _build_files(cfg: DataConfig) -> DataBundle:
+    extra: dict = {}
+    if cfg.cache:
+        folder, key, built, found, source = _prepare(cfg, progress=True)
+        index = read_index(folder)
+        train_tf = train_transform(cfg.augment, cfg.img_size, "square")
+        train = open_cached(folder, "train", train_tf, index)
+        val = open_cached(folder, "val", eval_transform(cfg.img_size, "exact"), index)
+        skipped = _skipped(found) + index["skipped"]
+        extra["cache"] = {"path": str(folder), "key": key, "built_now": built}
+        extra["stored_size"] = cfg.stored_size
+    else:
+        found, source = scan_selected(cfg)
+        tf = train_transform(cfg.augment, cfg.img_size, "raw")
+        train = ImageFolderDataset(found.train.samples, tf, cfg.strict)
+        val_tf = eval_transform(cfg.img_size, "raw")
+        val = ImageFolderDataset(found.val.samples, val_tf, cfg.strict)
+        skipped = _skipped(found)
+        # Live lists: decode failures found while iterating (in this process) land here.
+        extra["runtime_skipped"] = {"train": train.skipped, "val": val.skipped}
+    val_labels = HELD_OUT if source == "train" else found.val_labels
+    prov = _provenance(
+        cfg, found.classes, train.targets, val.targets, root=found.root,
+        class_list=found.class_list, val_source=source, val_labels=val_labels,
+        skipped=skipped, **extra,
+    )  # fmt: skip
+    if skipped:
+        log.warning("%d bad files skipped (listed in info['skipped'])", len(skipped))
+    return DataBundle(train, val, len(found.classes), list(found.classes), prov.to_dict())
 
 
 def build_datasets(cfg: DataConfig) -> DataBundle:
     """Datasets for ``cfg`` (building the cache first when enabled and not yet built)."""
     cfg.validate()
-    if cfg.dataset == "synthetic":
-        return _build_synthetic(cfg)
-    if cfg.cache:
-        folder, key, built, classes, info = _prepare(cfg, progress=True)
-        index = read_index(folder)
-        train_tf = train_transform(cfg.augment, cfg.img_size, "square")
-        train = open_cached(folder, "train", train_tf, index)
-        val = open_cached(folder, "val", eval_transform(cfg.img_size, "exact"), index)
-        info["skipped"] += index["skipped"]
-        info["cache"] = {"path": str(folder), "key": key, "built_now": built}
-        info["stored_size"] = cfg.stored_size
-    else:
-        classes, train_files, val_files, info = _scan(cfg)
-        tf = train_transform(cfg.augment, cfg.img_size, "raw")
-        train = ImageFolderDataset(train_files.samples, tf, cfg.strict)
-        val = ImageFolderDataset(val_files.samples, eval_transform(cfg.img_size, "raw"), cfg.strict)
-        info["cache"] = None
-        # Live lists: decode failures found while iterating (in this process) land here.
-        info["runtime_skipped"] = {"train": train.skipped, "val": val.skipped}
-    info = _common_info(cfg, classes, info, train, val)
-    info["num_skipped"] = len(info["skipped"])
-    if info["num_skipped"]:
-        log.warning("%d bad files skipped (listed in info['skipped'])", info["num_skipped"])
-    return DataBundle(train, val, len(classes), list(classes), info)
+    kind = KINDS[cfg.dataset]
+    if kind.family == "arrays":
+        return _build_arrays(cfg, kind.function()(cfg))
+    return _build_files(cfg)

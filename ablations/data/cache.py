@@ -44,10 +44,12 @@ MARKER = "COMPLETE"
 CHECKPOINT_EVERY = 2000  # images between progress checkpoints of a build
 
 
-def default_cache_dir(root: str | None) -> Path:
-    """``<root>/.vil-cache`` when the root is writable, else the user's cache folder."""
-    if root and os.access(root, os.W_OK):
-        return Path(root) / ".vil-cache"
+def default_cache_dir() -> Path:
+    """The user's cache folder: ``$XDG_CACHE_HOME/vil-ablate`` or ``~/.cache/vil-ablate``.
+
+    Never the dataset folder: datasets are often shared or read-only, and a cache there
+    would surprise whoever owns them (``data.cache_dir`` puts it anywhere, on purpose).
+    """
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "vil-ablate"
 

@@ -6,9 +6,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-DATASETS = ["synthetic", "imagenet100", "imagefolder"]
+from .registry import KINDS
+
+DATASETS = list(KINDS)  # the registry's names (registry.py), in registration order
 AUGMENTS = ["paper", "light", "none"]
 CLASS_LISTS = ["vil", "cmc"]  # or a path to a file of wnids
+SPLITS = ["standard", "tune"]
 
 # The cache stores training images as squares of side floor(img_size / CACHE_CROP_PCT):
 # 146 px for 128, 256 for 224 (timm's crop_pct 0.875 convention, i.e. about 1.143x), which
@@ -24,21 +27,26 @@ class DataConfigError(ValueError):
 class DataConfig:
     """Everything that decides which images a run sees and how they are augmented."""
 
-    dataset: str = "synthetic"  # "synthetic" | "imagenet100" | "imagefolder"
-    root: str | None = None  # dataset root with train/ and val/ (imagenet100, imagefolder)
+    dataset: str = "synthetic"  # a registry name (DATASETS): synthetic, cifar100, ...
+    root: str | None = None  # dataset folder (its layout: registry.KINDS[dataset].layout)
+    download: bool = False  # cifar10/100: fetch into root when missing (else read only)
     class_list: str = "vil"  # imagenet100: "vil" (first 100 sorted), "cmc", or a wnid file
     img_size: int = 128  # training/eval resolution (square)
     num_classes: int = 100  # synthetic only: number of classes
     train_samples: int = 20000  # synthetic only: training images (balanced over classes)
     val_samples: int = 2000  # synthetic only: validation images (20 per class: cheap eval)
-    data_seed: int = 0  # synthetic only: generation seed (same seed -> same bytes)
+    data_seed: int = 0  # synthetic generation; subsets and the tune split (same -> same)
+    train_per_class: int | None = None  # at most this many train images a class; None = all
+    val_per_class: int | None = None  # at most this many val images a class; None = all
+    split: str = "standard"  # "standard" (train / val) | "tune" (val held out of train)
+    tune_fraction: float = 0.1  # split="tune": share of each class's train images held out
     augment: str = "paper"  # "paper" (ViL recipe), "light" (small shifts), "none"
     mixup_alpha: float = 0.8  # Mixup Beta(alpha, alpha); 0 disables Mixup
     cutmix_alpha: float = 1.0  # CutMix Beta(alpha, alpha); 0 disables CutMix
     mixup_prob: float = 0.5  # per batch: chance of Mixup
     cutmix_prob: float = 0.5  # per batch: chance of CutMix (rest of the mass: no mixing)
     cache: bool = True  # image folders: decode+resize once into a uint8 memmap store
-    cache_dir: str | None = None  # default: <root>/.vil-cache if writable, else ~/.cache/...
+    cache_dir: str | None = None  # None: $XDG_CACHE_HOME/vil-ablate or ~/.cache/vil-ablate
     num_workers: int = 0  # DataLoader workers (and cache-build processes)
     strict: bool = False  # bad single images raise instead of being skipped and counted
 
@@ -51,11 +59,19 @@ class DataConfig:
         """Raise DataConfigError (one line, naming key, value and choices) on bad settings."""
         _choice("dataset", self.dataset, DATASETS)
         _choice("augment", self.augment, AUGMENTS)
-        if self.dataset != "synthetic" and not self.root:
+        _choice("split", self.split, SPLITS)
+        kind = KINDS[self.dataset]
+        if kind.layout and not self.root:
             raise DataConfigError(
-                f"data.root is required for dataset {self.dataset!r} "
-                "(a folder with train/<class>/ and val/)"
+                f"data.root is required for dataset {self.dataset!r} (a folder with {kind.layout})"
             )
+        if self.download and not kind.can_download:
+            can = [k.name for k in KINDS.values() if k.can_download]
+            raise DataConfigError(
+                f"data.download=True: dataset {self.dataset!r} cannot be downloaded "
+                f"(only {', '.join(can)}); put its files in data.root"
+            )
+        self._validate_subsets()
         if self.dataset == "imagenet100" and self.class_list not in CLASS_LISTS:
             if not Path(self.class_list).expanduser().is_file():
                 raise DataConfigError(
@@ -78,6 +94,24 @@ class DataConfig:
         if self.num_workers < 0:
             raise DataConfigError(f"data.num_workers={self.num_workers!r} must be >= 0")
         return self
+
+    def _validate_subsets(self) -> None:
+        for key in ("train_per_class", "val_per_class"):
+            value = getattr(self, key)
+            if value is not None:
+                _positive(key, value, minimum=1)
+                if self.dataset == "synthetic":
+                    raise DataConfigError(
+                        f"data.{key}={value!r}: not for dataset 'synthetic' "
+                        "(set data.train_samples / data.val_samples)"
+                    )
+        ok = isinstance(self.tune_fraction, int | float) and not isinstance(
+            self.tune_fraction, bool
+        )
+        if not ok or not 0 < self.tune_fraction < 1:
+            raise DataConfigError(
+                f"data.tune_fraction={self.tune_fraction!r} must be a number in (0, 1)"
+            )
 
 
 def _choice(key: str, value: object, valid: list[str]) -> None:

@@ -45,6 +45,18 @@ class SplitFiles:
     skipped: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class FileScan:
+    """What a ``files`` dataset kind's ``scan(cfg)`` finds: classes and both splits' files."""
+
+    classes: list[str]  # class index -> name (folder name / wnid)
+    train: SplitFiles  # training files (labels index ``classes``)
+    val: SplitFiles  # validation files
+    root: str  # the resolved dataset folder
+    class_list: str | None = None  # imagenet100's list name or file
+    val_labels: str = "class folders"  # where the val labels came from
+
+
 class BadImageError(DataConfigError):
     """A single image could not be used (raised only with strict=True)."""
 
@@ -78,9 +90,9 @@ def list_class_dir(folder: Path, label: int, files: SplitFiles, strict: bool) ->
 
 
 def scan_class_folders(
-    split_dir: Path, classes: list[str], strict: bool, required: bool
+    split_dir: Path, classes: list[str], strict: bool, required: bool, sub: str = ""
 ) -> tuple[SplitFiles, dict[str, int]]:
-    """Scan ``split_dir/<class>/`` for each class (index = position in ``classes``).
+    """Scan ``split_dir/<class>/<sub>`` for each class (index = position in ``classes``).
 
     ``required``: every class must have a non-empty folder (training data); otherwise
     missing or empty folders are only reported in the returned counts (validation data).
@@ -88,7 +100,7 @@ def scan_class_folders(
     files = SplitFiles()
     counts: dict[str, int] = {}
     for label, name in enumerate(classes):
-        folder = split_dir / name
+        folder = split_dir / name / sub if sub else split_dir / name
         if not folder.is_dir():
             if required:
                 raise DataConfigError(f"{folder}: class folder missing (expected images of {name})")
@@ -98,6 +110,59 @@ def scan_class_folders(
         if counts[name] == 0 and required:
             raise DataConfigError(f"{folder}: no images (expected image files of class {name})")
     return files, counts
+
+
+def scan_flat_folder(
+    folder: Path, labels: dict[str, str], classes: list[str], strict: bool, source: str
+) -> SplitFiles:
+    """Images of a flat folder labelled by ``labels`` (file stem -> class; ``source``: where
+    those labels come from, for messages). Files of classes not in ``classes`` are left out.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    files = SplitFiles()
+    with os.scandir(folder) as it:
+        entries = sorted((e for e in it if e.is_file() and not e.name.startswith(".")), key=_name)
+    for e in entries:
+        name = labels.get(e.name.rsplit(".", 1)[0])
+        if name not in index:
+            if name is None and e.name.lower().endswith(IMAGE_EXTENSIONS):
+                skip(files, e.path, f"no label in {source}", strict)
+            continue  # another class: not selected
+        st = e.stat()
+        if st.st_size == 0:
+            skip(files, e.path, "empty file (0 bytes)", strict)
+            continue
+        files.samples.append(Sample(e.path, index[name], st.st_size, st.st_mtime_ns))
+    return files
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
+def require_dirs(layout: str, *folders: Path) -> None:
+    """Raise one line naming the first missing folder and the expected ``layout``."""
+    for d in folders:
+        if not d.is_dir():
+            raise DataConfigError(f"{d}: no such folder (expected {layout})")
+
+
+def scan(cfg) -> FileScan:
+    """The registry's entry point for ``imagefolder``: ``root/{train,val}/<class>/*``."""
+    root = Path(cfg.root).expanduser()
+    train, val = root / "train", root / "val"
+    require_dirs(f"{root}/train/<class>/ and val/<class>/", root, train, val)
+    classes = subdirs(train)
+    if len(classes) < 2:
+        raise DataConfigError(f"{train}: {len(classes)} class folders (expected at least 2)")
+    unknown = sorted(set(subdirs(val)) - set(classes))
+    if unknown:
+        raise DataConfigError(
+            f"{val / unknown[0]}: class not in {train} (val classes must be train classes)"
+        )
+    train_files, _ = scan_class_folders(train, classes, cfg.strict, required=True)
+    val_files, _ = scan_class_folders(val, classes, cfg.strict, required=False)
+    return FileScan(classes, train_files, val_files, str(root))
 
 
 def subdirs(path: Path) -> list[str]:

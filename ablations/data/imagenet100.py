@@ -16,13 +16,12 @@ ignored). Class index = position in the sorted wnids of the list.
 from __future__ import annotations
 
 import csv
-import os
 import re
 from importlib import resources
 from pathlib import Path
 
 from .config import CLASS_LISTS, DataConfigError
-from .imagefolder import IMAGE_EXTENSIONS, Sample, SplitFiles, scan_class_folders, skip, subdirs
+from .imagefolder import FileScan, scan_class_folders, scan_flat_folder, subdirs
 
 WNID = re.compile(r"^n\d{8}$")
 KAGGLE_CSV = "LOC_val_solution.csv"
@@ -127,52 +126,30 @@ def _scan_flat_val(root: Path, val: Path, classes: list[str], strict: bool):
             f"{KAGGLE_CSV} / {DEVKIT_GT} in {root} or its parents)"
         )
     labels = read_val_labels(label_file)
-    index = {w: i for i, w in enumerate(classes)}
-    files, counts = SplitFiles(), dict.fromkeys(classes, 0)
-    with os.scandir(val) as it:
-        entries = sorted(
-            (e for e in it if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name
-        )
-    for e in entries:
-        stem = e.name.rsplit(".", 1)[0]
-        wnid = labels.get(stem)
-        if wnid not in index:
-            if wnid is None and e.name.lower().endswith(IMAGE_EXTENSIONS):
-                skip(files, e.path, f"no label in {label_file.name}", strict)
-            continue  # another class: not selected
-        st = e.stat()
-        if st.st_size == 0:
-            skip(files, e.path, "empty file (0 bytes)", strict)
-            continue
-        files.samples.append(Sample(e.path, index[wnid], st.st_size, st.st_mtime_ns))
-        counts[wnid] += 1
-    return files, counts, str(label_file)
+    return scan_flat_folder(val, labels, classes, strict, label_file.name), str(label_file)
 
 
-def scan_imagenet100(root: str, class_list: str, strict: bool) -> tuple:
-    """(classes, train SplitFiles, val SplitFiles, info) for ImageNet-100 under ``root``."""
+def scan_imagenet100(root: str, class_list: str, strict: bool) -> FileScan:
+    """Classes and files of ImageNet-100 under ``root`` (no decoding)."""
     list_name, classes = load_class_list(class_list)
     base = resolve_root(root)
     train = base / "train"
     if any(not (train / w).is_dir() for w in classes):
         raise DataConfigError(_missing_classes_message(train, list_name, classes))
-    train_files, train_counts = scan_class_folders(train, classes, strict, required=True)
+    train_files, _ = scan_class_folders(train, classes, strict, required=True)
     val = base / "val"
     if not val.is_dir():
         raise DataConfigError(
             f"{val}: missing (expected val/<wnid>/ folders, or a flat val/ with {KAGGLE_CSV})"
         )
     if subdirs(val):
-        val_files, val_counts = scan_class_folders(val, classes, strict, required=False)
+        val_files, _ = scan_class_folders(val, classes, strict, required=False)
         val_source = "class folders"
     else:
-        val_files, val_counts, val_source = _scan_flat_val(base, val, classes, strict)
-    info = {
-        "class_list": list_name,
-        "root": str(base),
-        "val_labels": val_source,
-        "train_per_class": train_counts,
-        "val_per_class": val_counts,
-        "val_missing_classes": [w for w, n in val_counts.items() if n == 0],
-    }
-    return classes, train_files, val_files, info
+        val_files, val_source = _scan_flat_val(base, val, classes, strict)
+    return FileScan(classes, train_files, val_files, str(base), list_name, val_source)
+
+
+def scan(cfg) -> FileScan:
+    """The registry's entry point for ``imagenet100``."""
+    return scan_imagenet100(cfg.root, cfg.class_list, cfg.strict)

@@ -30,11 +30,15 @@ Determinism
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from .arrays import ArrayDataset, Arrays
+
+log = logging.getLogger("ablations.data")
 
 # Distinct hues (RGB in 0..1); glyph j uses colour j % 10 and a shape that also varies.
 PALETTE = np.array(
@@ -158,7 +162,7 @@ def generate(seed: int, split: str, size: int, num_classes: int, img_size: int) 
     side = img_size * NOISE_BANK_SCALE
     bank = np.random.default_rng((seed, sid, 1)).standard_normal((3, side, side), np.float32)
     bank *= NOISE_STD
-    labels = np.arange(size, dtype=np.int64) % num_classes
+    labels = labels_of(size, num_classes)
     images = np.empty((size, 3, img_size, img_size), dtype=np.uint8)
     for lo in range(0, size, CHUNK):
         hi = min(lo + CHUNK, size)
@@ -183,22 +187,28 @@ def _geometry(img_size: int) -> tuple:
     return _GEOMETRY[img_size]
 
 
-class SyntheticDataset(Dataset):
+class SyntheticDataset(ArrayDataset):
     """Pre-generated synthetic split; yields (transformed float tensor, int label)."""
 
     def __init__(self, split, size, num_classes, img_size, seed=0, transform=None) -> None:
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLIT_IDS)}")
-        self.split, self.num_classes, self.transform = split, num_classes, transform
+        self.split, self.num_classes = split, num_classes
         arr, labels = generate(seed, split, size, num_classes, img_size)
-        self.images = torch.from_numpy(arr)  # uint8 (N, 3, H, W): fast paths may use it
-        self.labels = torch.from_numpy(labels)
+        # uint8 (N, 3, H, W) images: fast paths may use them
+        super().__init__(torch.from_numpy(arr), torch.from_numpy(labels), transform)
 
-    def __len__(self) -> int:
-        return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        img = self.images[index]
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.labels[index])
+def load(cfg) -> Arrays:
+    """The registry's entry point: both splits of the configured task as arrays."""
+    if cfg.augment == "paper":
+        log.warning("synthetic data with augment='paper': flips change labels; use 'light'")
+    args = (cfg.num_classes, cfg.img_size)
+    train = generate(cfg.data_seed, "train", cfg.train_samples, *args)
+    val = generate(cfg.data_seed, "val", cfg.val_samples, *args)
+    return Arrays(class_names(cfg.num_classes), *train, *val)
+
+
+def labels_of(size: int, num_classes: int) -> np.ndarray:
+    """The labels of a split of ``size`` images, without generating it (``describe``)."""
+    return np.arange(size, dtype=np.int64) % num_classes

@@ -1,21 +1,26 @@
 """Seed statistics: mean ± sample std, and 95% confidence intervals of differences.
 
-Method used by the report (``diff_to_reference``): **Welch's t-interval on independent
-seeds.** For variant ``a`` and reference ``b`` with complete seeds ``n_a, n_b >= 2``::
+Method used for a comparison with the reference (``diff_to_reference``):
 
-    d  = mean(a) - mean(b)
-    se = sqrt(s_a^2 / n_a + s_b^2 / n_b)                  (s: sample std, ddof=1)
-    df = se^4 / ((s_a^2/n_a)^2 / (n_a-1) + (s_b^2/n_b)^2 / (n_b-1))   (Welch-Satterthwaite)
-    CI = d ± t_{0.975, df} * se
+- **Paired t-interval** when both variants have the same complete seeds (>= 2). Seeds are
+  paired: a seed fixes the data order (the loader's generator is reseeded from (seed,
+  epoch)) and the augmentation / Mixup / CutMix stream (the global RNGs are reseeded from
+  (seed, epoch, step) before every step), whatever the model; so seed-to-seed noise from
+  the data is shared by both variants and cancels in the per-seed differences::
 
-Why not paired by seed: a seed fixes the data order and augmentation, but two architectures
-draw different initial weights from it, so seed-pairs are only weakly matched; pairing would
-also drop every seed that one of the two variants lacks (partial sweeps) and halve the degrees
-of freedom. Welch assumes neither equal variances nor equal seed counts. ``paired_ci`` is
-provided (and tested) for callers who want the paired interval on shared seeds.
+      d_s = a_s - b_s for each seed s;   CI = mean(d) ± t_{0.975, n-1} * sd(d) / sqrt(n)
 
-With fewer than 2 complete seeds in either group the difference is reported with no interval
-(a sample variance needs two values).
+- **Welch's t-interval** otherwise (different or partial seed sets: a running sweep), on
+  the complete seeds of each variant, with no equal-variance assumption::
+
+      se = sqrt(s_a^2 / n_a + s_b^2 / n_b)                  (s: sample std, ddof=1)
+      df = se^4 / ((s_a^2/n_a)^2 / (n_a-1) + (s_b^2/n_b)^2 / (n_b-1))   (Welch-Satterthwaite)
+      CI = mean(a) - mean(b) ± t_{0.975, df} * se
+
+The result says which (``DiffCI.method``: "paired" or "welch"). The initial weights still
+differ between architectures, so pairing removes the data noise, not the init noise.
+With fewer than 2 usable seeds the difference is reported with no interval (a sample
+variance needs two values). What a given number of seeds can resolve: ``power.py``.
 """
 
 from __future__ import annotations
@@ -101,6 +106,20 @@ def paired_ci(a: Mapping[int, float], b: Mapping[int, float], level: float = LEV
         return DiffCI(d.mean, math.nan, math.nan, math.nan, d.n, d.n, "paired", note)
     low, high = _interval(d.mean, d.std / math.sqrt(d.n), d.n - 1, level)
     return DiffCI(d.mean, low, high, float(d.n - 1), d.n, d.n, "paired")
+
+
+def diff_to_reference(
+    variant: Mapping[int, float], reference: Mapping[int, float], level: float = LEVEL
+) -> DiffCI:
+    """``variant - reference`` (seed -> top-1): paired on identical complete seeds, else Welch."""
+    a, b = _complete(variant), _complete(reference)
+    if len(a) >= 2 and set(a) == set(b):
+        return paired_ci(a, b, level)
+    return welch_ci(list(a.values()), list(b.values()), level)
+
+
+def _complete(by_seed: Mapping[int, float]) -> dict[int, float]:
+    return {s: float(v) for s, v in by_seed.items() if v is not None and math.isfinite(v)}
 
 
 def verdict_for(ci: DiffCI, lo: float, hi: float) -> str:
