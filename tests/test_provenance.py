@@ -4,9 +4,9 @@ exit codes, early one-line checks, the report's setting from the run records."""
 from __future__ import annotations
 
 import ast
-import re
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
