@@ -38,7 +38,7 @@ def model_cost(cfg: RunConfig, num_classes: int) -> tuple[int, float]:
     return vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
 
 
-def _num_classes(cfg: RunConfig, summary: Any) -> int:
+def num_classes(cfg: RunConfig, summary: Any) -> int:
     """The dataset's real class count when its folder was checked, else the known one."""
     if summary is not None:
         return summary.num_classes
@@ -54,7 +54,7 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
     for p in sweep.grid:
         cfg = sweep.config_for(p)
         summary = (summaries or {}).get(repr(cfg.data))
-        classes = _num_classes(cfg, summary)
+        classes = num_classes(cfg, summary)
         key = (repr(cfg.model), cfg.data.img_size, classes)
         if key not in cache:
             cache[key] = model_cost(cfg, classes)
