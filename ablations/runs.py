@@ -88,6 +88,7 @@ class RunRecord:
     tune_best_top1: float | None = None  # tuning-split top-1 of the best trial (not val)
     match: str | None = None  # "params" | "flops": depth solved to match the reference
     match_target: float | None = None  # the reference's figure the depth was solved for
+    match_value: int | None = None  # the solved depth (or width, match: key)
     # result.json only.
     config: dict = field(default_factory=dict, metadata=NESTED)  # the resolved RunConfig
     science: dict = field(default_factory=dict, metadata=NESTED)  # what the fingerprint hashes

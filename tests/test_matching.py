@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from ablations.config import ConfigError, RunConfig, apply
@@ -45,6 +47,7 @@ def test_iso_experiments_put_the_solved_value_into_config_and_record():
     assert rec.match == "flops" and rec.match_target == measure(
         s.variant_config("alternating", 0), "flops"
     )
+    assert rec.match_value == solved.value
     assert s.matched["alternating"].figure == s.matched["alternating"].target
     assert "model.dim" in s.sciences[quad] and s.sciences[quad]["model.dim"] == solved.value
 
@@ -60,3 +63,20 @@ def test_bad_match_option_is_one_line(tmp_path):
     ):
         load_catalog(path)
     assert load_catalog().experiment("table2_iso_params").match.by == "params"
+
+
+def test_matched_sweep_report_shows_the_solved_depth_and_the_matched_figure(tmp_path):
+    from tests.postgres import run_cli
+
+    args = ["--protocol", "smoke", "--plain", "--set", "train.epochs=1"]
+    variants = ["--variants", "alternating,quad"]
+    done = run_cli("sweep", "table2_iso_params", *variants, *args, "--results", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    exp_dir = tmp_path / "smoke" / "table2_iso_params"
+    table = {r["variant"]: r for r in csv.DictReader(open(exp_dir / "table_main.csv"))}
+    s = resolve(
+        SweepOptions("table2_iso_params", protocol="smoke", variants=["alternating", "quad"])
+    )
+    assert int(float(table["quad"]["solved"])) == s.matched["quad"].value
+    assert float(table["quad"]["match_diff_pct"]) == pytest.approx(100 * s.matched["quad"].error)
+    assert "Solved depth/width" in (exp_dir / "report.md").read_text()

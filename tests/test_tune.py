@@ -126,3 +126,10 @@ def test_the_pruner_stops_the_trial_whose_lr_diverges(tmp_path):
     assert rec["state"] == "PRUNED" and rec["fail_reason"].startswith("pruned at epoch 1")
     assert rec["epochs_done"] == 1 < rec["epochs"] and rec["top1"] < trials[0].value
     assert "1 pruned" in done.stdout
+    changed = run_cli("tune", "diverge", "--experiments", str(exps), "--budget", "3",
+                      "--results", str(tmp_path), *SMOKE, "--set", "train.epochs=3")  # fmt: skip
+    assert changed.returncode == 1 and "were made with another config" in changed.stderr
+    tuned = run_cli("sweep", "diverge", "--experiments", str(exps), "--tuned", "--results",
+                    str(tmp_path), *SMOKE, "--set", "train.epochs=3")  # fmt: skip
+    assert tuned.returncode == 1 and "was tuned with another config" in tuned.stderr
+    assert not (tmp_path / "smoke/diverge/runs").exists()

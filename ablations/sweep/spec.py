@@ -92,7 +92,7 @@ class Sweep:
         )  # fmt: skip
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
         if m is not None:
-            rec.match, rec.match_target = m.by, m.target
+            rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
         if t is not None:
             rec.tuned, rec.tune_trials, rec.tune_pruned = t.params, t.trials, t.pruned
             rec.tune_best_top1, rec.tune_ranges = t.top1, t.ranges

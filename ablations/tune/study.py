@@ -96,14 +96,20 @@ def summarise(trials: list[FrozenTrial]) -> Best | None:
 
 def load_best(sweep: Any, variants: list[str]) -> dict[str, Best]:
     """Each variant's best tune parameters; one line naming the first variant without any."""
+    from ablations.tune.worker import Job
+
     st = storage.open_storage(sweep.opts.storage, sweep.exp_dir)
     out = {}
     for v in variants:
         try:
-            trials = optuna.load_study(study_name=study_name(sweep, v), storage=st).get_trials()
+            study = optuna.load_study(study_name=study_name(sweep, v), storage=st)
         except KeyError:
-            trials = []
-        best = summarise(trials)
+            study = None
+        stamp = study.user_attrs.get("fingerprint") if study else None
+        if stamp is not None and stamp != Job(sweep, 0).fingerprint(v):
+            raise TuneError(f"--tuned: {study_name(sweep, v)} was tuned with another config "
+                            "(protocol, --set or tune block changed); tune again")  # fmt: skip
+        best = summarise(study.get_trials() if study else [])
         if best is None:
             raise TuneError(
                 f"--tuned: variant {v} has no finished tune study {study_name(sweep, v)!r} in "

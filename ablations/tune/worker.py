@@ -41,7 +41,8 @@ class Job:
 
     @property
     def seed(self) -> int:
-        return self.sweep.grid[0].seed
+        """Tune trials train at the experiment's first seed (whatever --seeds a sweep uses)."""
+        return self.sweep.exp.seeds[0]
 
     @property
     def variants(self) -> list[str]:
@@ -60,6 +61,14 @@ class Job:
         layer = {"data": {"split": "tune"},
                  "train": {"epochs": epochs, "warmup_epochs": warmup, "eval_every": 1}}  # fmt: skip
         return apply(cfg, layer, f"{self.sweep.exp.name}/{variant} (tune)")
+
+    def fingerprint(self, variant: str) -> str:
+        """The tune setting of a variant: its trial config without the searched keys."""
+        from ablations.config import science
+        from ablations.runs import fingerprint
+
+        sci = science(self.trial_config(variant, {}))
+        return fingerprint({k: v for k, v in sci.items() if k not in self.sweep.exp.tune.keys})
 
     def bounds(self, variant: str) -> dict[str, tuple[float, float, bool]]:
         return space.ranges(self.sweep.exp.tune, self.base(variant), self.sweep.catalog.source)
@@ -91,6 +100,19 @@ def _next_trial(job: Job, study: optuna.Study, lock: storage.GridLock) -> optuna
         if trial is None and counted(study) < job.trials:
             trial = study.ask()
     return trial
+
+
+def check_setting(job: Job, study: optuna.Study, variant: str) -> None:
+    """A study holds the trials of one tune setting: stamp it once, refuse another one."""
+    from ablations.tune.study import TuneError
+
+    fp, old = job.fingerprint(variant), study.user_attrs.get("fingerprint")
+    if old is None:
+        study.set_user_attr("fingerprint", fp)
+    elif old != fp:
+        raise TuneError(f"{study.study_name}: its trials were made with another config "
+                        f"(fingerprint {old}, now {fp}); use another --results folder or "
+                        "--storage")  # fmt: skip
 
 
 def enqueue_start(job: Job, study: optuna.Study, lock: storage.GridLock, variant: str) -> None:
@@ -146,13 +168,14 @@ def run_trial(job: Job, variant: str, study: optuna.Study, trial: optuna.Trial,
 
 
 def _keep_last_value(run_dir: Path, trial: optuna.Trial) -> None:
-    """A pruned trial's record keeps its last reported tuning top-1 (the sensitivity plot)."""
+    """A pruned trial's record keeps its last reported tuning top-1 (the sensitivity plot)
+    and the epochs it completed (it stopped at that epoch's boundary)."""
     from ablations import runs
 
     rec = runs.read(run_dir)
     values = trial.storage.get_trial(trial._trial_id).intermediate_values
     if rec is not None and values:
-        rec.top1 = float(values[max(values)])
+        rec.top1, rec.epochs_done = float(values[max(values)]), int(max(values))
         rec.write(run_dir)
 
 
@@ -165,6 +188,7 @@ def run_worker(job: Job, stop: threading.Event, progress: Any = None) -> str:
         epochs = s.exp.tune.budget_epochs or job.base(v).train.epochs
         studies[v] = open_tune_study(s, v, make_pruner(s.exp.tune.pruner, epochs))
         locks[v] = storage.GridLock(s.opts.storage, s.exp_dir, studies[v].study_name)
+        check_setting(job, studies[v], v)
         enqueue_start(job, studies[v], locks[v], v)
     try:
         while not stop.is_set():
