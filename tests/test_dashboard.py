@@ -1,4 +1,5 @@
-"""optuna-dashboard on a smoke sweep's journal: the server lists the sweep's study (loopback)."""
+"""optuna-dashboard on a smoke sweep's journal: the server lists the sweep's and the tune's
+studies from its HTTP API (loopback only)."""
 
 from __future__ import annotations
 
@@ -36,19 +37,19 @@ def _studies(port: int, timeout: float = 60) -> list[str]:
             time.sleep(0.5)
 
 
-def test_dashboard_lists_the_sweep_study_of_a_journal(tmp_path):
-    args = ["--protocol", "smoke", "--no-report", "--plain", "--set", "train.epochs=1"]
-    done = run_cli(
-        "sweep", "table2", "--variants", "alternating", *args, "--results", str(tmp_path)
-    )
+def test_dashboard_lists_the_sweep_and_tune_studies_of_a_journal(tmp_path):
+    args = ["--protocol", "smoke", "--plain", "--set", "train.epochs=1", "--results", str(tmp_path)]
+    done = run_cli("sweep", "table2", "--variants", "alternating", "--no-report", *args)
     assert done.returncode == 0, done.stderr[-2000:]
+    tuned = run_cli("tune", "table2", "--variants", "uni", "--budget", "1", *args)
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
     journal = tmp_path / "smoke" / "table2" / "optuna.journal"
     port = _free_port()
     cmd = [sys.executable, "-c", "from optuna_dashboard._cli import main; main()", str(journal),
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     server = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert "table2@smoke" in _studies(port)
+        assert {"table2@smoke", "table2@smoke/tune/uni"} <= set(_studies(port))
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -15,7 +15,15 @@ IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on
 
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
-    """Training images per epoch (and how the number was obtained)."""
+    """Training images per epoch (and how the number was obtained); with ``split: tune``
+    less the held-out share (per class, as ablations/data/split.py; here over the total)."""
+    n, how = _split_images(cfg, summary)
+    if n is None or cfg.data.split != "tune":
+        return n, how
+    return n - round(cfg.data.tune_fraction * n), f"{how}, less the held-out tuning share"
+
+
+def _split_images(cfg: RunConfig, summary: Any) -> tuple[int | None, str]:
     d = cfg.data
     if summary is not None:
         return summary.train_images, "counted in data.root" if d.root else "exact"
