@@ -192,6 +192,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"runs: {path}")
+    from ablations.tune.study import summary_lines
+
+    for line in summary_lines(s, s.exp.variant_names):  # tune studies, where there are any
+        print(line)
     return 0
 
 

@@ -125,7 +125,10 @@ def test_the_pruner_stops_the_trial_whose_lr_diverges(tmp_path):
     rec = json.loads((tmp_path / "smoke/diverge/tune/alternating/t1/result.json").read_text())
     assert rec["state"] == "PRUNED" and rec["fail_reason"].startswith("pruned at epoch 1")
     assert rec["epochs_done"] == 1 < rec["epochs"] and rec["top1"] < trials[0].value
-    assert "1 pruned" in done.stdout
+    assert "diverge@smoke/tune/alternating: 2 trials (1 pruned), best #0" in done.stdout
+    status = run_cli("status", "diverge", "--experiments", str(exps), "--results", str(tmp_path),
+                     "--protocol", "smoke")  # fmt: skip
+    assert "diverge@smoke/tune/alternating: 2 trials (1 pruned)" in status.stdout, status.stderr
     changed = run_cli("tune", "diverge", "--experiments", str(exps), "--budget", "3",
                       "--results", str(tmp_path), *SMOKE, "--set", "train.epochs=3")  # fmt: skip
     assert changed.returncode == 1 and "were made with another config" in changed.stderr

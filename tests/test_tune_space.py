@@ -59,3 +59,14 @@ def test_edges_are_the_outer_tenth_on_a_log_scale():
     assert line.startswith("bi: best train.lr=0.0039 lies on the edge of its range")
     rec.tuned = {"train.lr": 1e-3}
     assert edge_warnings([rec]) == []
+
+
+def test_pruner_names_map_to_optuna_pruners():
+    import optuna
+
+    from ablations.tune.study import make_pruner
+
+    assert isinstance(make_pruner("successive_halving", 5), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner("hyperband", 5), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner("none", 5), optuna.pruners.NopPruner)
+    assert TuneSpec().pruner == "successive_halving"  # the default the docs name

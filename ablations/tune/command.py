@@ -13,14 +13,13 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-import optuna
 import torch
 
 from ablations.progress import make_progress
 from ablations.sweep import checks, command, resolve
 from ablations.sweep.grid import Point
 from ablations.sweep.plan import format_plan, plan
-from ablations.tune.study import open_tune_study, study_name, summarise
+from ablations.tune.study import summary_lines
 from ablations.tune.worker import Job, run_worker
 
 
@@ -56,21 +55,6 @@ def dry_run(job: Job, as_json: bool) -> int:
     return 0
 
 
-def summary(job: Job) -> list[str]:
-    """One line per variant: trials, pruned, best tuning top-1 and parameters."""
-    lines = []
-    for v in job.variants:
-        study = open_tune_study(job.sweep, v, optuna.pruners.NopPruner())
-        best = summarise(study.get_trials())
-        if best is None:
-            lines.append(f"{study_name(job.sweep, v)}: no complete trial")
-            continue
-        params = ", ".join(f"{k}={x:.3g}" for k, x in best.params.items())
-        lines.append(f"{study_name(job.sweep, v)}: {best.trials} trials ({best.pruned} pruned), "
-                     f"best #{best.number} tuning top-1 {best.top1:.2f}: {params}")  # fmt: skip
-    return lines
-
-
 def run(job: Job, args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Train the tune trials; 0 done, 130 interrupted."""
     torch.set_num_threads(command._threads(max(args.workers, 1)))
@@ -93,5 +77,5 @@ def run(job: Job, args: argparse.Namespace, argv: list[str] | None = None) -> in
     for child in children:
         child.wait()
     if not args.child:
-        print("\n".join(summary(job)))
+        print("\n".join(summary_lines(job.sweep, job.variants)))
     return 130 if outcome == "interrupted" or stop.is_set() else 0

@@ -94,17 +94,42 @@ def summarise(trials: list[FrozenTrial]) -> Best | None:
                 ranges)  # fmt: skip
 
 
+def existing(sweep: Any, variant: str) -> optuna.Study | None:
+    """The variant's tune study if it exists (never creates one, nor the journal file)."""
+    if not sweep.opts.storage and not (sweep.exp_dir / "optuna.journal").exists():
+        return None
+    st = storage.open_storage(sweep.opts.storage, sweep.exp_dir)
+    try:
+        return optuna.load_study(study_name=study_name(sweep, variant), storage=st)
+    except KeyError:
+        return None
+
+
+def summary_lines(sweep: Any, variants: list[str]) -> list[str]:
+    """One line per variant with a tune study: trials, pruned, best tuning top-1 and values."""
+    lines = []
+    for v in variants:
+        study = existing(sweep, v)
+        if study is None:
+            continue
+        trials = study.get_trials()
+        best = summarise(trials)
+        if best is None:
+            lines.append(f"{study.study_name}: {len(trials)} trials, none complete")
+            continue
+        params = ", ".join(f"{k}={x:.3g}" for k, x in best.params.items())
+        lines.append(f"{study.study_name}: {best.trials} trials ({best.pruned} pruned), "
+                     f"best #{best.number} tuning top-1 {best.top1:.2f}: {params}")  # fmt: skip
+    return lines
+
+
 def load_best(sweep: Any, variants: list[str]) -> dict[str, Best]:
     """Each variant's best tune parameters; one line naming the first variant without any."""
     from ablations.tune.worker import Job
 
-    st = storage.open_storage(sweep.opts.storage, sweep.exp_dir)
     out = {}
     for v in variants:
-        try:
-            study = optuna.load_study(study_name=study_name(sweep, v), storage=st)
-        except KeyError:
-            study = None
+        study = existing(sweep, v)
         stamp = study.user_attrs.get("fingerprint") if study else None
         if stamp is not None and stamp != Job(sweep, 0).fingerprint(v):
             raise TuneError(f"--tuned: {study_name(sweep, v)} was tuned with another config "
