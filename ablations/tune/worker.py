@@ -141,30 +141,39 @@ def run_trial(job: Job, variant: str, study: optuna.Study, trial: optuna.Trial,
     record.tune_ranges = {k: list(b) for k, b in bounds.items()}
     record.tune_trials = record.tune_pruned = record.tune_best_top1 = None
     cfg = job.trial_config(variant, params)
+    hb = job.sweep.opts.heartbeat_s
+    with storage.Heartbeat(study._storage, trial._trial_id, run_dir, hb):
+        outcome, value = _train(cfg, run_dir, trial, record, stop, progress)
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # tune trials are never resumed
     try:
-        with storage.Heartbeat(
-            study._storage, trial._trial_id, run_dir, job.sweep.opts.heartbeat_s
-        ):
-            rec = train(cfg, run_dir, Reporter(trial, progress), should_stop=stop.is_set,
-                        resume=False, record=record)  # fmt: skip
-        study.tell(trial, float(rec.top1))
-        return "complete"
+        if outcome == "complete":
+            study.tell(trial, value)
+        elif outcome == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:  # a failed (diverged) trial counts, an interrupted one is replaced
+            trial.set_user_attr("fail_kind", "error" if outcome == "fail" else outcome)
+            study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was already finished by another worker (stale?)", trial.number)
+    return outcome
+
+
+def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
+           stop: threading.Event, progress: Any) -> tuple[str, float | None]:  # fmt: skip
+    """Train the trial's config; (outcome, tuning top-1 when complete)."""
+    try:
+        rec = train(cfg, run_dir, Reporter(trial, progress), should_stop=stop.is_set,
+                    resume=False, record=record)  # fmt: skip
+        return "complete", float(rec.top1)
     except Pruned:
         _keep_last_value(run_dir, trial)
-        study.tell(trial, state=TrialState.PRUNED)
-        return "pruned"
+        return "pruned", None
     except (Interrupted, KeyboardInterrupt):
         stop.set()
-        trial.set_user_attr("fail_kind", "interrupted")
-        study.tell(trial, state=TrialState.FAIL)
-        return "interrupted"
-    except Exception as e:  # the trial fails (counted: a diverging lr is a result), tuning goes on
-        log.error("%s failed: %s: %s", rel, type(e).__name__, e)
-        trial.set_user_attr("fail_kind", "error")
-        study.tell(trial, state=TrialState.FAIL)
-        return "fail"
-    finally:
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # tune trials are never resumed
+        return "interrupted", None
+    except Exception as e:  # the trial fails (a diverging lr is a result), tuning goes on
+        log.error("%s failed: %s: %s", run_dir.name, type(e).__name__, e)
+        return "fail", None
 
 
 def _keep_last_value(run_dir: Path, trial: optuna.Trial) -> None:
