@@ -4,7 +4,8 @@ come closest to the reference variant's (``match: params | flops`` in experiment
 The paper matched its T+/S+ rows by hand; here the solver builds small CPU models and counts
 with ``vil.count_params`` / ``vil.count_flops`` (the same counters as the tables), so a model
 change (e.g. a new norm) moves the solution with it. Both figures grow monotonically with
-depth and width, so an exponential then binary search needs a handful of builds.
+depth and width: the search gallops from a start (for depth: the affine estimate from depths
+1 and 2) and bisects, so it needs a handful of builds.
 """
 
 from __future__ import annotations
@@ -54,10 +55,16 @@ def measure(cfg: RunConfig, by: str) -> float:
 
 
 def closest(f: Callable[[int], float], target: float, step: int, start: int) -> int:
-    """The multiple of ``step`` whose f is closest to ``target`` (f increasing)."""
-    lo, hi = step, max(start - start % step, step)
-    while f(hi) < target and hi < MAX_VALUE:
-        lo, hi = hi, hi * 2
+    """The multiple of ``step`` whose f is closest to ``target`` (f increasing): gallop from
+    ``start`` until the target is bracketed, then bisect (few builds from a good start)."""
+    lo = hi = max(start - start % step, step)
+    stride = step
+    if f(hi) < target:
+        while f(hi) < target and hi < MAX_VALUE:
+            lo, hi, stride = hi, hi + stride, stride * 2
+    else:
+        while f(lo) >= target and lo > step:
+            hi, lo, stride = lo, max(lo - stride, step), stride * 2
     while hi - lo > step:  # invariant: f(lo) < target <= f(hi), or lo is the smallest
         mid = lo + (hi - lo) // (2 * step) * step
         if f(mid) < target:
@@ -65,6 +72,13 @@ def closest(f: Callable[[int], float], target: float, step: int, start: int) -> 
         else:
             hi = mid
     return min((lo, hi), key=lambda v: (abs(f(v) - target), v))
+
+
+def depth_guess(f: Callable[[int], float], target: float) -> int:
+    """Where an affine cost (every block alike) meets ``target``, from two cheap builds."""
+    one, two = f(1), f(2)
+    per_block = two - one
+    return max(1, round(1 + (target - one) / per_block)) if per_block > 0 else 1
 
 
 def _read(cfg: RunConfig, key: str) -> int:
@@ -86,7 +100,8 @@ def solve(
     def f(v: int) -> float:
         return measure(apply(cfg, dotted({key: v}), "match"), by)
 
-    value = closest(f, target, step, _read(cfg, key))
+    start = depth_guess(f, target) if key == "model.depth" else _read(cfg, key)
+    value = closest(f, target, step, start)
     return Solved(by, key, value, f(value), target)
 
 

@@ -21,6 +21,8 @@ def test_closest_finds_the_nearest_multiple_of_the_step():
     assert closest(lambda v: 10.0 * v, 243.0, 1, 5) == 24
     assert closest(lambda v: 10.0 * v, 247.0, 1, 50) == 25
     assert closest(lambda v: float(v * v), 1000.0, 8, 192) == 32
+    assert closest(lambda v: float(v * v), 1000.0, 8, 8) == 32  # from below
+    assert closest(lambda v: 10.0 * v, 5.0, 1, 30) == 1  # never below one step
 
 
 @pytest.mark.parametrize(("by", "key", "step"), [("params", "model.depth", 1),
