@@ -70,3 +70,23 @@ def test_pruner_names_map_to_optuna_pruners():
     assert isinstance(make_pruner("hyperband", 5), optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner("none", 5), optuna.pruners.NopPruner)
     assert TuneSpec().pruner == "successive_halving"  # the default the docs name
+
+
+def test_proposals_depend_on_seed_and_trial_number_only():
+    import optuna
+
+    from ablations.tune.study import seed_sampler
+
+    def proposals(seed: int, n: int) -> list[float]:
+        study = optuna.create_study(direction="maximize")
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            seed_sampler(study, seed, trial.number)
+            out.append(trial.suggest_float("train.lr", 1e-4, 1e-2, log=True))
+            study.tell(trial, 0.0)
+        return out
+
+    first = proposals(0, 4)
+    assert first == proposals(0, 4) and first != proposals(1, 4)
+    assert len(set(first)) == 4 and max(first) / min(first) > 2  # spread, not clustered

@@ -79,7 +79,12 @@ def open_tune_study(sweep: Any, variant: str, pruner: optuna.pruners.BasePruner)
 def seed_sampler(study: optuna.Study, seed: int, number: int) -> None:
     """A sampler seeded by (tune seed, trial number): reproducible proposals, and two
     workers never draw the same random start-up point."""
-    study.sampler = optuna.samplers.TPESampler(seed=seed * 1_000_003 + number)
+    import numpy as np
+
+    # Hashed, not seed + number: the first draws of consecutive Mersenne-Twister seeds are
+    # close (seeds 1, 2, 3 -> 0.42, 0.44, 0.55), which clustered the start-up proposals.
+    mixed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+    study.sampler = optuna.samplers.TPESampler(seed=mixed)
 
 
 def summarise(trials: list[FrozenTrial]) -> Best | None:
