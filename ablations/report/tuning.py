@@ -32,6 +32,13 @@ def plot_sensitivity(records: list[RunRecord], stem: Path) -> list[Path]:
                 ax.scatter(xs, ys, color=c, facecolors=face or c, s=24,
                            label=v if state == "COMPLETE" else f"{v} (pruned)")  # fmt: skip
     ax.set_xscale("log")
+    ends = [(r.tune_ranges or {}).get(LR) for r in records]
+    ends = [e for e in ends if e]
+    if ends:  # the searched range: a best value on its edge shows as such
+        ax.set_xlim(min(e[0] for e in ends) / 1.1, max(e[1] for e in ends) * 1.1)
+        for x in {min(e[0] for e in ends), max(e[1] for e in ends)}:
+            ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
+    ax.tick_params(axis="x", which="both", labelrotation=30)  # ranges under a decade: minor labels
     ax.set(xlabel="learning rate (train.lr, at batch 1024)", ylabel="tuning top-1 (%)")
     ax.legend(fontsize=7)
     return save(fig, stem)
