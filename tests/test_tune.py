@@ -16,7 +16,7 @@ from ablations.data.split import select  # noqa: E402
 from ablations.sweep import SweepOptions  # noqa: E402
 from ablations.tune.command import make_job  # noqa: E402
 from ablations.tune.study import counted  # noqa: E402
-from tests.postgres import REPO, run_cli  # noqa: E402
+from tests.postgres import REPO, run_cli, start_cli  # noqa: E402
 
 SMOKE = ["--protocol", "smoke", "--plain"]
 ONE_EPOCH = ["--set", "train.epochs=1"]
@@ -38,7 +38,7 @@ def test_tune_trials_use_the_tuning_split_disjoint_from_train_and_never_val():
     for v in job.variants:
         cfg = job.trial_config(v, {"train.lr": 0.01})
         assert cfg.data.split == "tune" and cfg.train.lr == 0.01
-        assert cfg.train.epochs == job.base(v).train.epochs  # no budget_epochs: the protocol's
+        assert cfg.train.epochs == max(1, round(job.base(v).train.epochs / 10))  # the default
     labels = [i % 4 for i in range(128)]
     train_idx, val_idx, source = select(cfg.data, labels, list(range(64)))
     assert source == "train"  # the held-out images come from the training split
@@ -59,8 +59,11 @@ def test_dry_run_prices_trials_times_budget(tmp_path):
 def test_two_workers_run_the_budget_exactly_once_then_sweep_tuned_uses_the_best(tmp_path):
     args = ["tune", "table2", "--variants", "alternating,uni", "--budget", "3",
             "--results", str(tmp_path), *SMOKE, *ONE_EPOCH]  # fmt: skip
-    done = run_cli(*args, "--workers", "2", timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # Two workers started together (as on two machines; --workers 2 spawns its second one
+    # only after its own set-up, and a 1-epoch smoke trial can be over by then).
+    procs = [start_cli(*args, log=tmp_path / f"w{i}.log") for i in range(2)]
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0], "".join((tmp_path / f"w{i}.log").read_text()[-2000:] for i in (0, 1))
     storage, workers = _journal(tmp_path), set()
     for v in ("alternating", "uni"):
         trials = _study(storage, f"table2@smoke/tune/{v}").get_trials()
@@ -72,10 +75,15 @@ def test_two_workers_run_the_budget_exactly_once_then_sweep_tuned_uses_the_best(
             for p in (tmp_path / "smoke/table2/tune" / v).glob("t*/result.json")
         ]
         assert len(recs) == 3 and all(r["config"]["data"]["split"] == "tune" for r in recs)
+        for r in recs:  # tuned on images held out of the training split, never on val
+            assert r["data"]["val_source"] == "train"
+            assert r["train_images"] + r["val_images"] == r["config"]["data"]["train_samples"]
         assert Counter(r["state"] for r in recs) == Counter(t.state.name for t in trials)
     assert len(workers) == 2, "both workers should have trained a trial"
-    again = run_cli(*args)  # the budget is spent: nothing more is trained
+    again = run_cli(*args, "--workers", "2")  # the budget is spent: nothing more is trained
     assert again.returncode == 0 and "epoch 1" not in again.stdout + again.stderr
+    for v in ("alternating", "uni"):
+        assert len(_study(storage, f"table2@smoke/tune/{v}").get_trials()) == 3
     sweep = run_cli("sweep", "table2", "--variants", "alternating,uni", "--tuned",
                     "--results", str(tmp_path), *SMOKE, *ONE_EPOCH)  # fmt: skip
     assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-2000:]
@@ -106,7 +114,7 @@ def _diverging_experiment(tmp_path: Path) -> Path:
     """One variant, two start points: the protocol's lr, then 30x it (its loss rises)."""
     spec = yaml.safe_load((REPO / "ablations" / "experiments.yaml").read_text())
     tune = {"space": {"train.lr": {"low_factor": 0.5, "high_factor": 100}},
-            "start": [{"train.lr": 1}, {"train.lr": 30}]}  # fmt: skip
+            "start": [{"train.lr": 1}, {"train.lr": 30}], "budget_epochs": 2}  # fmt: skip
     spec["experiments"] = {"diverge": {"axis": "traversal", "reference": "alternating",
                                        "variants": ["alternating"], "tune": tune}}  # fmt: skip
     path = tmp_path / "experiments.yaml"

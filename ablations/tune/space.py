@@ -2,7 +2,7 @@
 
 ```yaml
 tune:
-  budget_epochs: 40        # epochs of one tune trial (default: the protocol's)
+  budget_epochs: 40        # epochs of one tune trial (default: a tenth of the protocol's)
   trials: 20               # trials per variant when --budget is not given
   pruner: successive_halving   # | hyperband | none
   seed: 0                  # TPE sampler seed
@@ -29,6 +29,7 @@ from ablations.config import ConfigError, RunConfig, flatten, to_dict
 PRUNERS = ("successive_halving", "hyperband", "none")
 TUNE_KEYS = ("budget_epochs", "trials", "pruner", "seed", "space", "start")
 PARAM_KEYS = ("low_factor", "high_factor", "low", "high", "log")
+BUDGET_SHARE = 0.1  # default tune trial length, as a share of the protocol's epochs
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class TuneSpec:
     """How an experiment's variants are tuned (``vil-ablate tune``)."""
 
     space: tuple[Param, ...] = DEFAULT_SPACE  # what is searched
-    budget_epochs: int | None = None  # epochs per tune trial; None = the protocol's epochs
+    budget_epochs: int | None = None  # epochs per tune trial; None = BUDGET_SHARE of the
+    # protocol's (a tune trial is a short training: 40 of the paper's 400 epochs)
     trials: int = 20  # trials per variant when --budget is not given
     pruner: str = "successive_halving"  # on the per-epoch tuning top-1
     seed: int = 0  # TPE sampler seed (reproducible proposals)
@@ -62,6 +64,11 @@ class TuneSpec:
     @property
     def keys(self) -> list[str]:
         return [p.key for p in self.space]
+
+
+def budget_epochs(spec: TuneSpec, protocol_epochs: int) -> int:
+    """Epochs of one tune trial: ``tune.budget_epochs``, else a tenth of the protocol's."""
+    return spec.budget_epochs or max(1, round(BUDGET_SHARE * protocol_epochs))
 
 
 def _float_keys() -> list[str]:

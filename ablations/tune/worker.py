@@ -56,7 +56,7 @@ class Job:
         the tune budget. Warm-up keeps its share of training, every epoch is evaluated (the
         pruner needs it; the tuning split is small)."""
         cfg = self.sweep.variant_config(variant, self.seed, dotted(params))
-        epochs = self.sweep.exp.tune.budget_epochs or cfg.train.epochs
+        epochs = space.budget_epochs(self.sweep.exp.tune, cfg.train.epochs)
         warmup = cfg.train.warmup_epochs * epochs / max(cfg.train.epochs, 1)
         layer = {"data": {"split": "tune"},
                  "train": {"epochs": epochs, "warmup_epochs": warmup, "eval_every": 1}}  # fmt: skip
@@ -194,7 +194,7 @@ def run_worker(job: Job, stop: threading.Event, progress: Any = None) -> str:
     s = job.sweep
     studies, locks = {}, {}
     for v in job.variants:
-        epochs = s.exp.tune.budget_epochs or job.base(v).train.epochs
+        epochs = space.budget_epochs(s.exp.tune, job.base(v).train.epochs)
         studies[v] = open_tune_study(s, v, make_pruner(s.exp.tune.pruner, epochs))
         locks[v] = storage.GridLock(s.opts.storage, s.exp_dir, studies[v].study_name)
         check_setting(job, studies[v], v)
