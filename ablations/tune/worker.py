@@ -132,7 +132,7 @@ def run_trial(job: Job, variant: str, study: optuna.Study, trial: optuna.Trial,
     seed_sampler(study, job.sweep.exp.tune.seed, trial.number)
     bounds = job.bounds(variant)
     params = {k: trial.suggest_float(k, lo, hi, log=lg) for k, (lo, hi, lg) in bounds.items()}
-    rel = f"tune/{variant}/t{trial.number}"
+    rel = trial_dir(variant, trial.number)
     trial.set_user_attr("run_dir", rel)
     trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
     run_dir = job.sweep.exp_dir / rel
@@ -222,5 +222,6 @@ def run_worker(job: Job, stop: threading.Event, progress: Any = None) -> str:
             lock.close()
 
 
-def tune_dir(exp_dir: Path, variant: str) -> Path:
-    return Path(exp_dir) / "tune" / variant
+def trial_dir(variant: str, number: int) -> str:
+    """A tune trial's folder, relative to the experiment folder (report: ``tune/*/*``)."""
+    return f"tune/{variant}/t{number}"
