@@ -1,7 +1,8 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
-Commands: list, sweep EXP, status EXP, report EXP, paths, prepare, doctor. Configuration problems
-print one line (file, key path, valid choices) and exit with code 2, before any training.
+Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP, eval,
+paths, prepare, doctor. Configuration problems print one line (file, key path, valid choices)
+and exit with code 2, before any training.
 """
 
 from __future__ import annotations
@@ -63,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
+    p.add_argument("--tuned", action="store_true",
+                   help="train each variant with its best parameters from `tune`")  # fmt: skip
+    p = sub.add_parser("tune", help="tune each variant's lr/wd on the tuning split (Optuna TPE)")
+    p.add_argument("experiment")
+    _common(p)
+    p.add_argument("--budget", type=int, metavar="N",
+                   help="trials per variant, over all workers (default: tune.trials)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="price the tune; no training")
+    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
+    p.add_argument("--grace", type=int, default=60, metavar="S", help="stale trial after S s")
+    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
     for name, text in (("status", "state of every grid point"), ("report", "build the report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment")
@@ -107,6 +122,7 @@ def sweep_options(args: argparse.Namespace) -> Any:
         rerun=getattr(args, "rerun", False), retry_failed=getattr(args, "retry_failed", False),
         overrides=parse_set(args.set), experiments_file=args.experiments,
         heartbeat_s=getattr(args, "heartbeat", 10), grace_s=getattr(args, "grace", 60),
+        tuned=getattr(args, "tuned", False),
     )  # fmt: skip
 
 
@@ -149,6 +165,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return command.run(s, args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ablations.tune import command
+
+    if args.budget is not None and args.budget < 1:
+        raise ConfigError(f"--budget: expected a positive number of trials, got {args.budget}")
+    job = command.make_job(sweep_options(args), args.budget, check_data=not args.dry_run)
+    return command.dry_run(job, args.json) if args.dry_run else command.run(job, args)
+
+
 def _dry_run(s: Any, args: argparse.Namespace) -> int:
     """The trial list and its cost, after the same checks as a sweep (nothing is written).
     Without a data.root the data are priced from what is known of the dataset."""
@@ -185,6 +210,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"runs: {path}")
+    from ablations.tune.study import summary_lines
+
+    for line in summary_lines(s, s.exp.variant_names):  # tune studies, where there are any
+        print(line)
     return 0
 
 
@@ -257,8 +286,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "status": cmd_status, "report": cmd_report,
-            "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
+COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
+            "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
             "doctor": cmd_doctor}  # fmt: skip
 
 
@@ -269,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     from ablations.sweep import SweepError
     from ablations.sweep.storage import StorageError
     from ablations.train import PathError
+    from ablations.tune.study import TuneError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
@@ -278,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataConfigError, vil.UnknownNameError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except (SweepError, PathError, StorageError) as e:
+    except (SweepError, PathError, StorageError, TuneError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)
         return EXIT_IO
     except PermissionError as e:

@@ -15,12 +15,24 @@ from typing import Any
 import yaml
 
 from ablations.config import ConfigError, ModelConfig, RunConfig, apply, dotted, merge
+from ablations.tune.space import TuneSpec, parse_tune
 
 PACKAGE_FILE = Path(__file__).with_name("experiments.yaml")
 SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
 TOP_KEYS = ("default_protocol", "protocols", "experiments")
 PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
-EXPERIMENT_KEYS = ("description", "axis", "reference", "seeds", "model", "variants")
+EXPERIMENT_KEYS = (
+    "description",
+    "axis",
+    "reference",
+    "seeds",
+    "model",
+    "variants",
+    "tune",
+    "match",
+)
+MATCH_BY = ("params", "flops")  # match: what the solved depth (or width) brings to the reference's
+MATCH_KEYS = ("model.depth", "model.dim")  # what match: may solve (depth by default)
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,15 @@ class Variant:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides,
     # including the axis value (``{"model": {"traversal": "bi"}}``)
+
+
+@dataclass(frozen=True)
+class Match:
+    """``match: params`` / ``match: {by: flops, key: model.dim, step: 8}``."""
+
+    by: str  # "params" | "flops": the figure brought closest to the reference's
+    key: str = "model.depth"  # the config value solved per variant
+    step: int = 1  # the solved value is a multiple of this (widths: the head layout's)
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,8 @@ class Experiment:
     model: dict[str, Any] = field(default_factory=dict)  # fixed model overrides
     description: str = ""
     seeds_given: bool = True  # False: the file named no seeds (the protocol's apply)
+    tune: TuneSpec = field(default_factory=TuneSpec)  # `vil-ablate tune`: space and budget
+    match: Match | None = None  # solve each variant's depth to match the reference's cost
 
     @property
     def variant_names(self) -> list[str]:
@@ -67,13 +90,19 @@ class Experiment:
         seed: int,
         cli: Mapping[str, Any] | None = None,
         device: str | None = None,
+        matched: Mapping[str, Any] | None = None,
+        tuned: Mapping[str, Any] | None = None,
     ) -> RunConfig:
         """The one layering of a grid point's config, used for every trial and record:
-        protocol < experiment's fixed model < --set < variant < seed < --device."""
+        protocol < experiment's fixed model < --set < variant < matched < tuned < seed
+        < --device. ``matched``: the solved depth (match:); ``tuned``: the variant's best
+        tune parameters (sweep --tuned); both nested overrides."""
         v = self.variant(variant)
         cfg = apply(protocol, {"model": self.model}, f"experiment {self.name}")
         cfg = apply(cfg, cli or {}, "--set")
         cfg = apply(cfg, v.overrides, f"{self.name}/{v.name}")
+        cfg = apply(cfg, matched or {}, f"{self.name}/{v.name} (match)")
+        cfg = apply(cfg, tuned or {}, f"{self.name}/{v.name} (tuned)")
         cfg = apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
         if device:
             cfg = apply(cfg, {"train": {"device": device}}, "--device")
@@ -232,7 +261,28 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     given = "seeds" in spec
     seeds = _seed_list(spec["seeds"], source, f"{prefix}seeds") if given else (0,)
     description = str(spec.get("description", "")).strip()
-    return Experiment(name, axis, reference, variants, seeds, fixed, description, given)
+    tune = parse_tune(spec.get("tune"), source, prefix)
+    match = _match(spec.get("match"), source, f"{prefix}match")
+    return Experiment(name, axis, reference, variants, seeds, fixed, description, given, tune,
+                      match)  # fmt: skip
+
+
+def _match(raw: Any, source: str, path: str) -> Match | None:
+    """``params`` | ``flops`` | ``{by: ..., key: model.depth | model.dim, step: N}``."""
+    if raw is None:
+        return None
+    spec = {"by": raw} if isinstance(raw, str) else raw
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{source}: {path}: expected {' or '.join(MATCH_BY)} or a mapping")
+    _keys(spec, ("by", "key", "step"), source, f"{path}.")
+    by, key, step = spec.get("by"), spec.get("key", "model.depth"), spec.get("step", 1)
+    if by not in MATCH_BY:
+        raise ConfigError(f"{source}: {path}: unknown {by!r}; valid: {', '.join(MATCH_BY)}")
+    if key not in MATCH_KEYS:
+        raise ConfigError(f"{source}: {path}.key: unknown {key!r}; valid: {', '.join(MATCH_KEYS)}")
+    if not _is_int(step) or step < 1:
+        raise ConfigError(f"{source}: {path}.step: expected a positive integer, got {step!r}")
+    return Match(by, key, step)
 
 
 def _is_int(v: Any) -> bool:

@@ -21,7 +21,8 @@ from typing import Any
 NESTED = {"nested": True}  # result.json only: too large or structured for a CSV cell
 RESULT_FILE = "result.json"
 LIVE_STATES = ("RUNNING", "WAITING")  # scheduling states, from the study
-STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+STATES = ("COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+# PRUNED: a tune trial stopped early by the pruner (ablations/tune/), never a grid point
 
 
 @dataclass
@@ -38,7 +39,7 @@ class RunRecord:
     traversal: str = ""
     pooling: str = ""
     fingerprint: str = ""  # hash of the science part of the resolved config (config.py)
-    state: str = "MISSING"  # RUNNING | COMPLETE | FAIL | INTERRUPTED (+ WAITING/MISSING rows)
+    state: str = "MISSING"  # RUNNING | COMPLETE | FAIL | INTERRUPTED | PRUNED (+ WAITING...)
     fail_reason: str | None = None
     # What it measured.
     params: int | None = None
@@ -81,6 +82,13 @@ class RunRecord:
     trial: int | None = None  # Optuna trial number
     attempt: int | None = None
     run_dir: str = ""  # relative to the experiment folder
+    # Tuning (ablations/tune/) and matching (ablations/matching.py).
+    tune_trials: int | None = None  # finished trials of the variant's tune study (sweep --tuned)
+    tune_pruned: int | None = None  # how many of them the pruner stopped early
+    tune_best_top1: float | None = None  # tuning-split top-1 of the best trial (not val)
+    match: str | None = None  # "params" | "flops": depth solved to match the reference
+    match_target: float | None = None  # the reference's figure the depth was solved for
+    match_value: int | None = None  # the solved depth (or width, match: key)
     # result.json only.
     config: dict = field(default_factory=dict, metadata=NESTED)  # the resolved RunConfig
     science: dict = field(default_factory=dict, metadata=NESTED)  # what the fingerprint hashes
@@ -88,6 +96,8 @@ class RunRecord:
     deviations: list = field(default_factory=list, metadata=NESTED)  # vs the paper's protocol
     versions: dict = field(default_factory=dict, metadata=NESTED)
     resumed_from: dict = field(default_factory=dict, metadata=NESTED)
+    tuned: dict = field(default_factory=dict, metadata=NESTED)  # key -> value the tune chose
+    tune_ranges: dict = field(default_factory=dict, metadata=NESTED)  # key -> [low, high, log]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,10 +148,11 @@ def read(run_dir: Path) -> RunRecord | None:
     return RunRecord.from_dict(d) if isinstance(d, dict) else None
 
 
-def read_all(exp_dir: Path) -> list[RunRecord]:
-    """Every record under ``exp_dir/runs/``, whatever the current command asked for."""
+def read_all(exp_dir: Path, pattern: str = "runs/*") -> list[RunRecord]:
+    """Every record under ``exp_dir/runs/`` (or ``pattern``: ``tune/*/*`` for tune trials),
+    whatever the current command asked for."""
     out = []
-    for path in sorted(Path(exp_dir).glob(f"runs/*/{RESULT_FILE}")):
+    for path in sorted(Path(exp_dir).glob(f"{pattern}/{RESULT_FILE}")):
         rec = read(path.parent)
         if rec is not None:
             rec.run_dir = path.parent.relative_to(exp_dir).as_posix()

@@ -13,6 +13,7 @@ from ablations.report.load import Experiment, failures, load_experiment
 from ablations.report.plots import all_plots
 from ablations.report.render import Table, to_markdown, write_table
 from ablations.report.tables import diff_frame, diff_table, main_frame, main_table, status_table
+from ablations.report.tuning import tuning_section
 from vil.traversals import TRAVERSALS
 
 PAPER = "Vision-LSTM (Alkin et al., 2024, arXiv 2406.04303)"
@@ -133,6 +134,7 @@ def build_report(exp_dir: Path) -> Path:
     parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]
     if paths:
         parts.append(_fig("Traversal paths", paths, exp_dir))
+    parts.append(tuning_section(exp, exp_dir / FIG_DIR))
     parts += ["## Run status\n", _table_md(tables["status"][1]), "### Failures\n"]
     parts.append(_failures_md(exp))
     page = exp_dir / "report.md"

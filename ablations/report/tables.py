@@ -70,8 +70,20 @@ def main_frame(exp: Experiment) -> pd.DataFrame:
             "img_per_s": summarise(done["img_per_s"]).mean,
             "peak_mem_mb": summarise(done["peak_mem_mb"]).mean,
         }
+        rec |= _match_columns(exp, variant)
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def _match_columns(exp: Experiment, variant: str) -> dict:
+    """match: the solved depth (or width) and the matched figure vs the reference's."""
+    recs = [r for r in exp.recorded() if r.variant == variant and r.match and r.match_target]
+    if not recs:
+        return {}
+    r = recs[0]
+    figure = r.params if r.match == "params" else r.flops
+    diff = 100.0 * (figure / r.match_target - 1.0) if figure else math.nan
+    return {"match": r.match, "solved": r.match_value, "match_diff_pct": diff}
 
 
 def _best(values: pd.Series, higher: bool) -> pd.Series:
@@ -135,6 +147,13 @@ def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
     align = "l" + "r" * (len(headers) - 1)
     if exp.axis == "traversal":
         align = "lrl" + "r" * (len(headers) - 3)
+    if "solved" in frame:  # matched rows: the solved value and the figure vs the reference
+        headers += ["Solved depth/width", "Matched vs ref."]
+        for r, row in zip(rows, frame.itertuples(), strict=True):
+            ok = np.isfinite(row.match_diff_pct)
+            r += [Cell(fmt(row.solved, 0)),
+                  Cell(f"{row.match_diff_pct:+.2f}% {row.match}" if ok else MISSING)]  # fmt: skip
+        align += "rr"
     notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best accuracy of the column."]
     if not top5:
         notes.append("Top-5 not shown: the runs have 5 classes or fewer.")

@@ -15,7 +15,15 @@ IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on
 
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
-    """Training images per epoch (and how the number was obtained)."""
+    """Training images per epoch (and how the number was obtained); with ``split: tune``
+    less the held-out share (per class, as ablations/data/split.py; here over the total)."""
+    n, how = _split_images(cfg, summary)
+    if n is None or cfg.data.split != "tune":
+        return n, how
+    return n - round(cfg.data.tune_fraction * n), f"{how}, less the held-out tuning share"
+
+
+def _split_images(cfg: RunConfig, summary: Any) -> tuple[int | None, str]:
     d = cfg.data
     if summary is not None:
         return summary.train_images, "counted in data.root" if d.root else "exact"
@@ -38,7 +46,7 @@ def model_cost(cfg: RunConfig, num_classes: int) -> tuple[int, float]:
     return vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
 
 
-def _num_classes(cfg: RunConfig, summary: Any) -> int:
+def num_classes(cfg: RunConfig, summary: Any) -> int:
     """The dataset's real class count when its folder was checked, else the known one."""
     if summary is not None:
         return summary.num_classes
@@ -54,7 +62,7 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
     for p in sweep.grid:
         cfg = sweep.config_for(p)
         summary = (summaries or {}).get(repr(cfg.data))
-        classes = _num_classes(cfg, summary)
+        classes = num_classes(cfg, summary)
         key = (repr(cfg.model), cfg.data.img_size, classes)
         if key not in cache:
             cache[key] = model_cost(cfg, classes)

@@ -45,6 +45,7 @@ class SweepOptions:
     max_retries: int = 3  # automatic retries of a point whose worker was lost
     poll_s: float = 5.0  # idle workers re-check RUNNING trials this often
     report: bool = True
+    tuned: bool = False  # sweep --tuned: each variant's best tune parameters (ablations/tune)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Sweep:
     exp_dir: Path
     configs: dict[grid.Point, RunConfig]
     sciences: dict[grid.Point, dict[str, Any]]
+    matched: dict[str, Any] = field(default_factory=dict)  # variant -> matching.Solved
+    tuned: dict[str, Any] = field(default_factory=dict)  # variant -> tune.study.Best
 
     @property
     def study_name(self) -> str:
@@ -71,15 +74,29 @@ class Sweep:
     def config_for(self, p: grid.Point) -> RunConfig:
         return self.configs[p]
 
+    def variant_config(self, variant: str, seed: int, tuned: dict | None = None) -> RunConfig:
+        """A variant's config through the one layering (``tuned``: nested overrides)."""
+        m = self.matched.get(variant)
+        proto = self.catalog.protocol(self.protocol)
+        return self.exp.config_for(proto, variant, seed, self.opts.overrides, self.opts.device,
+                                   m.overrides if m else None, tuned)  # fmt: skip
+
     def record_for(self, p: grid.Point) -> runs.RunRecord:
         """The identity part of a point's record (the trial fills in the rest)."""
-        cfg = self.configs[p]
-        return runs.RunRecord(
+        cfg = self.configs.get(p) or self.variant_config(p.variant, p.seed)
+        rec = runs.RunRecord(
             experiment=self.exp.name, protocol=self.protocol, variant=p.variant, seed=p.seed,
             axis=self.exp.axis, axis_value=str(_get(cfg, self.exp.axis_key)),
             traversal=cfg.model.traversal, pooling=cfg.model.pooling_name, run_dir=p.run_dir,
             deviations=point_deviations(self, cfg),
         )  # fmt: skip
+        m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
+        if m is not None:
+            rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
+        if t is not None:
+            rec.tuned, rec.tune_trials, rec.tune_pruned = t.params, t.trials, t.pruned
+            rec.tune_best_top1, rec.tune_ranges = t.top1, t.ranges
+        return rec
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
@@ -98,7 +115,7 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
     catalog = load_catalog(opts.experiments_file)
     exp = catalog.experiment(opts.experiment)
     protocol = opts.protocol or catalog.default_protocol
-    proto = catalog.protocol(protocol)
+    catalog.protocol(protocol)  # an unknown protocol fails here, naming the valid ones
     seeds = list(catalog.seeds_for(exp, protocol, opts.seeds))
     names = list(opts.variants) if opts.variants else exp.variant_names
     unknown = [n for n in names if n not in exp.variant_names]
@@ -106,13 +123,22 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
         valid = ", ".join(exp.variant_names)
         raise ConfigError(f"--variants: unknown {unknown} in {exp.name}; valid: {valid}")
     points = grid.points(names, seeds)
-    configs = {}
-    for p in points:
-        cfg = exp.config_for(proto, p.variant, p.seed, opts.overrides, opts.device)
-        configs[p] = validate(cfg, f"{catalog.source}: {exp.name}/{p.name}", data=check_data)
-    sciences = {p: science(c) for p, c in configs.items()}
     exp_dir = experiment_dir(opts.results, protocol, exp.name)
-    return Sweep(opts, catalog, exp, protocol, points, exp_dir, configs, sciences)
+    s = Sweep(opts, catalog, exp, protocol, points, exp_dir, {}, {})
+    if exp.match is not None:
+        from ablations.matching import solve_all
+
+        s.matched = solve_all(s, names)
+    if opts.tuned:
+        from ablations.tune.study import load_best
+
+        s.tuned = load_best(s, names)
+    for p in points:
+        t = s.tuned.get(p.variant)
+        cfg = s.variant_config(p.variant, p.seed, t.overrides if t else None)
+        s.configs[p] = validate(cfg, f"{catalog.source}: {exp.name}/{p.name}", data=check_data)
+    s.sciences = {p: science(c) for p, c in s.configs.items()}
+    return s
 
 
 def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:

@@ -109,8 +109,10 @@ def train(
         interrupted = isinstance(e, Interrupted | KeyboardInterrupt)
         rec.state = "INTERRUPTED" if interrupted else "FAIL"
         rec.fail_reason = "interrupted" if interrupted else f"{type(e).__name__}: {e}"
-        log.error("run %s: %s", rec.state.lower(), rec.fail_reason,
-                  exc_info=not isinstance(e, Interrupted | TrialFailed))  # fmt: skip
+        if getattr(e, "run_state", None):  # a deliberate stop with its own state (PRUNED)
+            rec.state, rec.fail_reason = e.run_state, str(e)
+        trace = rec.state == "FAIL" and not isinstance(e, TrialFailed)  # unexpected errors
+        log.error("run %s: %s", rec.state.lower(), rec.fail_reason, exc_info=trace)
         raise
     finally:
         rec.finished_at = _now()
