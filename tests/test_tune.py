@@ -19,6 +19,8 @@ from ablations.tune.study import counted  # noqa: E402
 from tests.postgres import REPO, run_cli, start_cli  # noqa: E402
 
 SMOKE = ["--protocol", "smoke", "--plain"]
+# Enough data and lr for the smoke model to learn in 3 short epochs (the pruner's case).
+LEARNS = ["--set", "data.train_samples=512", "--set", "train.lr=0.128"]
 ONE_EPOCH = ["--set", "train.epochs=1"]
 
 
@@ -111,10 +113,12 @@ def test_sweep_tuned_without_a_tune_study_is_one_line_before_training(tmp_path):
 
 
 def _diverging_experiment(tmp_path: Path) -> Path:
-    """One variant, two start points: the protocol's lr, then 30x it (its loss rises)."""
+    """One variant, two start points: the protocol's lr, then 30x it. With LEARNS the first
+    reaches ~60% tuning top-1 after epoch 1 (4 classes); the second ~35%, and its loss goes
+    NaN in epoch 2 (measured), so the pruner must stop it after epoch 1 (PRUNED, not FAIL)."""
     spec = yaml.safe_load((REPO / "ablations" / "experiments.yaml").read_text())
     tune = {"space": {"train.lr": {"low_factor": 0.5, "high_factor": 100}},
-            "start": [{"train.lr": 1}, {"train.lr": 30}], "budget_epochs": 2}  # fmt: skip
+            "start": [{"train.lr": 1}, {"train.lr": 30}], "budget_epochs": 3}  # fmt: skip
     spec["experiments"] = {"diverge": {"axis": "traversal", "reference": "alternating",
                                        "variants": ["alternating"], "tune": tune}}  # fmt: skip
     path = tmp_path / "experiments.yaml"
@@ -125,7 +129,7 @@ def _diverging_experiment(tmp_path: Path) -> Path:
 def test_the_pruner_stops_the_trial_whose_lr_diverges(tmp_path):
     exps = _diverging_experiment(tmp_path)
     done = run_cli("tune", "diverge", "--experiments", str(exps), "--budget", "2",
-                   "--results", str(tmp_path), *SMOKE)  # fmt: skip
+                   "--results", str(tmp_path), *SMOKE, *LEARNS)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     trials = _study(_journal(tmp_path, "diverge"), "diverge@smoke/tune/alternating").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
@@ -135,12 +139,13 @@ def test_the_pruner_stops_the_trial_whose_lr_diverges(tmp_path):
     assert rec["epochs_done"] == 1 < rec["epochs"] and rec["top1"] < trials[0].value
     assert "diverge@smoke/tune/alternating: 2 trials (1 pruned), best #0" in done.stdout
     status = run_cli("status", "diverge", "--experiments", str(exps), "--results", str(tmp_path),
-                     "--protocol", "smoke")  # fmt: skip
+                     "--protocol", "smoke", *LEARNS)  # fmt: skip
     assert "diverge@smoke/tune/alternating: 2 trials (1 pruned)" in status.stdout, status.stderr
     changed = run_cli("tune", "diverge", "--experiments", str(exps), "--budget", "3",
-                      "--results", str(tmp_path), *SMOKE, "--set", "train.epochs=3")  # fmt: skip
+                      "--results", str(tmp_path), *SMOKE, *LEARNS,
+                      "--set", "train.epochs=3")  # fmt: skip
     assert changed.returncode == 1 and "were made with another config" in changed.stderr
     tuned = run_cli("sweep", "diverge", "--experiments", str(exps), "--tuned", "--results",
-                    str(tmp_path), *SMOKE, "--set", "train.epochs=3")  # fmt: skip
+                    str(tmp_path), *SMOKE, *LEARNS, "--set", "train.epochs=3")  # fmt: skip
     assert tuned.returncode == 1 and "was tuned with another config" in tuned.stderr
     assert not (tmp_path / "smoke/diverge/runs").exists()
