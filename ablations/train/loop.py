@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from ablations.config import RunConfig, to_dict
 from ablations.runs import RunRecord
 from ablations.train import checkpoint as ckpt
 from ablations.train.loaders import Loaders, make_loaders
-from ablations.train.optim import make_optimizer, make_scheduler, peak_lr
+from ablations.train.optim import make_optimizer, make_scheduler
+from ablations.train.record import data_fields, now, start_record
 from ablations.train.records import (
     close_logger,
     naming_path,
@@ -35,13 +35,10 @@ from ablations.train.records import (
 )
 from ablations.train.runtime import (
     Runtime,
-    device_name,
-    git_revision,
     peak_memory_mb,
     resolve_runtime,
     seed_all,
     step_seed,
-    versions,
 )  # fmt: skip
 from ablations.train.steps import TrialFailed, build_model, evaluate, train_step
 from ablations.train.tally import Tally
@@ -97,11 +94,11 @@ def train(
         with naming_path(run_dir, "create"):
             run_dir.mkdir(parents=True, exist_ok=True)
     log = trial_logger(run_dir, run_dir.name, enabled=rt.is_main)
-    rec = _start_record(config, rt, record or RunRecord())
+    rec = start_record(config, rt, record or RunRecord())
     try:
         parts = _build(config, rt)
         rec.params, rec.flops = parts.params, parts.flops
-        _data_fields(rec, parts.bundle)
+        data_fields(rec, parts.bundle)
         fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec)
         rec.update(fitted)
         rec.state = "COMPLETE"
@@ -115,60 +112,12 @@ def train(
         log.error("run %s: %s", rec.state.lower(), rec.fail_reason, exc_info=trace)
         raise
     finally:
-        rec.finished_at = _now()
+        rec.finished_at = now()
         rec.peak_mem_mb = peak_memory_mb(rt.device)
         if rt.is_main:
             rec.write(run_dir)
         close_logger(log)
     return rec
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
-    """The setting of the run as resolved here (the report states these, not a command's)."""
-    from ablations.config import science
-    from ablations.runs import fingerprint
-
-    m, t = config.model, config.train
-    dim, depth = _model_shape(config)
-    rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling_name
-    rec.science = science(config)
-    rec.fingerprint = fingerprint(rec.science)
-    rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, _now()
-    rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
-    rec.init, rec.design = m.init, m.design
-    rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
-    rec.peak_lr = peak_lr(t)
-    rec.img_size, rec.dataset = config.data.img_size, config.data.dataset
-    rec.precision, rec.compile = rt.precision, rt.compile
-    rec.device, rec.world_size = device_name(rt.device), rt.world
-    rec.versions, rec.git_rev, rec.config = versions(), git_revision(), to_dict(config)
-    return rec
-
-
-def _model_shape(config: RunConfig) -> tuple[int, int]:
-    import vil
-
-    dim, depth = vil.SIZES[config.model.size]
-    return config.model.dim or dim, config.model.depth or depth
-
-
-def _data_fields(rec: RunRecord, bundle: Any) -> None:
-    """What the data builder reports about the images this run saw."""
-    info = dict(getattr(bundle, "info", {}) or {})
-    counts = info.get("counts") or {}
-    rec.dataset, rec.data_root = info.get("dataset", rec.dataset), info.get("root")
-    rec.class_list, rec.num_classes = info.get("class_list"), bundle.num_classes
-    rec.train_images, rec.val_images = counts.get("train"), counts.get("val")
-    rec.num_skipped = info.get("num_skipped", len(info.get("skipped") or []))
-    rec.chance_top1 = 100.0 / bundle.num_classes if bundle.num_classes else None
-    rec.data = {
-        "class_names": list(bundle.class_names),
-        **{k: v for k, v in info.items() if k not in ("class_to_idx", "runtime_skipped")},
-    }
 
 
 def _build(config: RunConfig, rt: Runtime) -> Parts:

@@ -1,0 +1,57 @@
+"""Filling a run's record (ablations/runs.py) from what this run resolved: its config, the
+runtime (device, precision, compile, world size) and what the data builder found."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ablations.config import RunConfig, science, to_dict
+from ablations.runs import RunRecord, fingerprint
+from ablations.train.optim import peak_lr
+from ablations.train.runtime import Runtime, device_name, git_revision, versions
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
+    """The setting of the run as resolved here (the report states these, not a command's)."""
+    m, t = config.model, config.train
+    dim, depth = model_shape(config)
+    rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling_name
+    rec.science = science(config)
+    rec.fingerprint = fingerprint(rec.science)
+    rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, now()
+    rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
+    rec.init, rec.design = m.init, m.design
+    rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
+    rec.peak_lr = peak_lr(t)
+    rec.img_size, rec.dataset = config.data.img_size, config.data.dataset
+    rec.precision, rec.compile = rt.precision, rt.compile
+    rec.device, rec.world_size = device_name(rt.device), rt.world
+    rec.versions, rec.git_rev, rec.config = versions(), git_revision(), to_dict(config)
+    return rec
+
+
+def model_shape(config: RunConfig) -> tuple[int, int]:
+    import vil
+
+    dim, depth = vil.SIZES[config.model.size]
+    return config.model.dim or dim, config.model.depth or depth
+
+
+def data_fields(rec: RunRecord, bundle: Any) -> None:
+    """What the data builder reports about the images this run saw."""
+    info = dict(getattr(bundle, "info", {}) or {})
+    counts = info.get("counts") or {}
+    rec.dataset, rec.data_root = info.get("dataset", rec.dataset), info.get("root")
+    rec.class_list, rec.num_classes = info.get("class_list"), bundle.num_classes
+    rec.train_images, rec.val_images = counts.get("train"), counts.get("val")
+    rec.num_skipped = info.get("num_skipped", len(info.get("skipped") or []))
+    rec.chance_top1 = 100.0 / bundle.num_classes if bundle.num_classes else None
+    rec.data = {
+        "class_names": list(bundle.class_names),
+        **{k: v for k, v in info.items() if k not in ("class_to_idx", "runtime_skipped")},
+    }
