@@ -230,3 +230,14 @@ def test_pooling_report_and_index(tmp_path):
     assert "all pooling variants land within about 0.6 points" in page
     index = write_index(tmp_path).read_text()
     assert "[table3](table3/)" in index and "table3/report.md" in index and "9/12" in index
+
+
+def test_tradeoff_labels_of_coinciding_points_do_not_overlap():
+    """uni, alternating and quad_alternating share GFLOPs; close top-1 must not stack labels."""
+    from ablations.report.plots import label_offsets
+
+    xs = np.array([1.1, 1.1, 1.1, 2.0])
+    ys = np.array([70.0, 70.1, 60.0, 70.0])
+    off = label_offsets(xs, ys)
+    assert off[0] != off[1]  # same x, top-1 0.1 apart: separate rows of labels
+    assert off[2] == 0 and off[3] == 0  # far apart in y, or in x: no shift needed
