@@ -79,6 +79,10 @@ def test_subsets_keep_earlier_runs_in_runs_csv_and_report(tmp_path):
                       ("alternating", "3", "COMPLETE")}  # fmt: skip
     report = (exp / "report.md").read_text()
     assert "3 runs (3 complete)" in report and "seeds: 0, 3" in report
+    uni = json.loads((exp / "runs" / "uni-s0" / "result.json").read_text())
+    assert uni["pooling"] == "last"  # the row's own pooling (as the paper's uni config) ...
+    assert not any(d.startswith("model.pooling") for d in uni["deviations"])  # ... no deviation
+    assert any(d.startswith("train.epochs: 2") for d in uni["deviations"])
     assert "Top-5 (%)" not in report  # 4 classes: top-5 says nothing
 
 

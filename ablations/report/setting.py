@@ -57,7 +57,7 @@ def setting_lines(exp: Experiment) -> tuple[list[str], list[str]]:
         if len(counts) == 1:
             lines.append(f"- {label}: {next(iter(counts))}")
             continue
-        spread = ", ".join(f"{v} ({n} runs)" for v, n in counts.most_common())
+        spread = ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in counts.most_common())
         lines.append(f"- {label}: {spread}")
         if f not in axis:
             warnings.append(f"runs differ in {label}: {spread}")

@@ -88,7 +88,7 @@ class Sweep:
             experiment=self.exp.name, protocol=self.protocol, variant=p.variant, seed=p.seed,
             axis=self.exp.axis, axis_value=str(_get(cfg, self.exp.axis_key)),
             traversal=cfg.model.traversal, pooling=cfg.model.pooling_name, run_dir=p.run_dir,
-            deviations=point_deviations(self, cfg),
+            deviations=point_deviations(self, cfg, p.variant),
         )  # fmt: skip
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
         if m is not None:
@@ -141,9 +141,9 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
     return s
 
 
-def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:
+def point_deviations(sweep: Sweep, cfg: RunConfig, variant: str | None = None) -> list[str]:
     """How a point's config differs from the paper protocol (the axis itself excluded)."""
-    from ablations.config import on_cuda, to_dict
+    from ablations.config import flatten, on_cuda, to_dict
 
     paper = sweep.catalog.protocols.get("paper", RunConfig())
     sci = science(cfg)
@@ -152,8 +152,12 @@ def point_deviations(sweep: Sweep, cfg: RunConfig) -> list[str]:
     compiled = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device == "cuda")
     runtime = {"precision": sci["train.precision"], "compile": compiled, "device": device}
     paper_runtime = {"precision": "bf16", "compile": True}  # the paper: CUDA, auto -> on
-    return grid.deviations(to_dict(cfg), to_dict(paper), sweep.exp.axis_key, runtime,
+    # Keys the variant itself sets (uni's `pooling: last`) define the row, as in the paper's
+    # own configs: they are not deviations of the experiment's setting.
+    own = set(flatten(sweep.exp.variant(variant).overrides)) if variant else set()
+    devs = grid.deviations(to_dict(cfg), to_dict(paper), sweep.exp.axis_key, runtime,
                            paper_runtime)  # fmt: skip
+    return [d for d in devs if d.split(":", 1)[0] not in own]
 
 
 def stale_points(sweep: Sweep) -> list[str]:
