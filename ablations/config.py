@@ -278,7 +278,8 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # They are left out of a run's fingerprint: changing them never invalidates a finished run.
 NOT_SCIENCE = frozenset({
     "train.device", "train.compile", "train.ckpt_every", "train.eval_every",
-    "train.log_every", "train.micro_batch", "data.root", "data.cache", "data.cache_dir",
+    "train.log_every", "train.micro_batch", "train.prefetch", "data.root", "data.cache",
+    "data.cache_dir",
     "data.num_workers", "data.strict", "data.download", "model.cell",
 })  # fmt: skip
 

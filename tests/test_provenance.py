@@ -41,6 +41,9 @@ def test_changed_config_stops_before_training_and_rerun_retrains(tmp_path):
     exp = tmp_path / "smoke" / "table2"
     report = (exp / "report.md").read_text()
     assert "- epochs: 2" in report
+    bookkeeping = run_cli(*args, "--set", "train.log_every=7", "--set", "train.ckpt_every=2")
+    _ok(bookkeeping)  # not science: the finished run is reused, nothing is trained
+    assert not re.search(r"\d+ epochs? x", bookkeeping.stdout)
     changed = run_cli(*args, "--set", "train.epochs=1")
     assert changed.returncode == 1
     assert "alternating-s0 (complete): train.epochs 2 -> 1" in changed.stderr

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ablations.runs import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
+from ablations.sweep.grid import Point
 
 STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
 NUMERIC = NUMERIC_COLUMNS
@@ -107,7 +108,8 @@ def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     have = set(zip(runs["variant"], runs["seed"], strict=True))
     grid = [(v, s) for v in meta.get("variants", []) for s in meta.get("seeds", [])]
     if "points" in meta:  # the points asked for (a subset of variants x seeds)
-        grid = [(n.rpartition("-s")[0], int(n.rpartition("-s")[2])) for n in meta["points"]]
+        points = (Point.parse(n) for n in meta["points"])
+        grid = [(p.variant, p.seed) for p in points if p is not None]
     extra = []
     for variant, seed in grid:
         if (str(variant), float(seed)) not in have:

@@ -25,6 +25,12 @@ class Point:
         """Relative to the experiment folder."""
         return f"runs/{self.name}"
 
+    @classmethod
+    def parse(cls, name: str) -> Point | None:
+        """``"quad_alternating-s3"`` -> Point("quad_alternating", 3); None if not a point name."""
+        variant, sep, seed = name.rpartition("-s")
+        return cls(variant, int(seed)) if sep and variant and seed.isdigit() else None
+
 
 def points(variants: list[str], seeds: list[int]) -> list[Point]:
     return [Point(v, s) for v in variants for s in seeds]

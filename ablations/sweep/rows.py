@@ -11,13 +11,9 @@ from typing import Any
 
 from ablations import runs
 from ablations.runs import RunRecord
+from ablations.sweep.grid import Point
 from ablations.sweep.queue import LOST_REASON, live_states
 from ablations.train.records import read_json
-
-
-def _parse_point(name: str) -> tuple[str, int] | None:
-    variant, sep, seed = name.rpartition("-s")
-    return (variant, int(seed)) if sep and seed.lstrip("-").isdigit() else None
 
 
 def collect(exp_dir: Path, study: Any = None) -> list[RunRecord]:
@@ -25,7 +21,8 @@ def collect(exp_dir: Path, study: Any = None) -> list[RunRecord]:
     meta = read_json(Path(exp_dir) / "experiment.json") or {}
     live = live_states(study)
     found = {r.point: r for r in runs.read_all(exp_dir)}
-    asked = [p for p in map(_parse_point, meta.get("points", [])) if p is not None]
+    points = (Point.parse(n) for n in meta.get("points", []))
+    asked = [(p.variant, p.seed) for p in points if p is not None]
     out = []
     for point in dict.fromkeys([*asked, *found]):
         rec = found.get(point) or RunRecord(

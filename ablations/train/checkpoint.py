@@ -15,16 +15,18 @@ from typing import Any
 
 import torch
 
+from ablations.config import NOT_SCIENCE
 from ablations.train.records import atomic_write, naming_path
 from ablations.train.runtime import rng_state
 
 FORMAT = 1
-# Settings that may change between the run and its resumption without invalidating it.
-RESUMABLE_CHANGES = {
-    "train.device", "train.max_steps", "train.time_limit_s", "train.inject_nan_at_step",
-    "train.ckpt_every", "data.num_workers", "data.root", "data.cache", "data.cache_dir",
-    "train.micro_batch", "train.log_every", "train.prefetch",  # same maths, other schedule
-}  # fmt: skip
+# Settings that may change between the run and its resumption without invalidating it: what
+# does not change the science (config.NOT_SCIENCE), and the run's budget and test hooks.
+RESUMABLE_CHANGES = NOT_SCIENCE | {
+    "train.max_steps",
+    "train.time_limit_s",
+    "train.inject_nan_at_step",
+}
 
 
 @dataclass
