@@ -33,7 +33,7 @@ from benchmarks.common import (
     write_json,
 )
 
-CLI = "from ablations.cli import main; raise SystemExit(main())"
+CLI = "from ablations.app.cli import main; raise SystemExit(main())"
 
 
 def run_sweep(args, workers: int, results: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from ablations.sweep import storage
+from ablations.study import storage
 
 STUDY = "storage-bench"
 

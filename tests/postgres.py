@@ -137,7 +137,7 @@ def cli_env() -> dict[str, str]:
 def cli_command(*args: str) -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "ablations.cli", *args]
+    return [sys.executable, "-m", "ablations.app.cli", *args]
 
 
 def start_cli(*args: str, log: Path | None = None) -> subprocess.Popen:

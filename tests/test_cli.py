@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from ablations.cli import main
-from ablations.experiments import PACKAGE_FILE
+from ablations.app.cli import main
+from ablations.schema.catalog import PACKAGE_FILE
 
 
 def test_list_json_has_registries_experiments_and_protocols(capsys):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablations.config import ConfigError, RunConfig, apply, parse_set, to_dict
-from ablations.experiments import PACKAGE_FILE, find_experiments_file, load_catalog
+from ablations.schema.catalog import PACKAGE_FILE, find_experiments_file, load_catalog
+from ablations.schema.config import ConfigError, RunConfig, apply, parse_set, to_dict
 
 
 def _write(tmp_path: Path, spec: dict) -> Path:

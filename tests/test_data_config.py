@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ablations.config import CHOICES, ConfigError, RunConfig, apply
-from ablations.data import DATASETS, DataConfig, DataConfigError, build_datasets, prepare_cache
+from ablations.data import KINDS, DataConfig, DataConfigError, build_datasets, prepare_cache
 from ablations.data.cache import default_cache_dir
-from ablations.data.registry import KINDS
+from ablations.schema.config import CHOICES, ConfigError, RunConfig, apply
 
 try:
     from data_fixtures import make_tree
@@ -17,8 +16,8 @@ except ImportError:  # tests/ imported as a package
 
 def test_public_names():
     expected = ["synthetic", "imagenet100", "imagefolder", "tiny_imagenet", "cifar10", "cifar100"]
-    assert DATASETS == list(KINDS) == expected
-    assert CHOICES["data.dataset"]() == DATASETS  # the run config reads the same registry
+    assert list(KINDS) == list(KINDS) == expected
+    assert CHOICES["data.dataset"]() == list(KINDS)  # the run config reads the same registry
     assert DataConfig().stored_size == 146  # 128 / 0.875, room for random crops
     assert DataConfig(img_size=32).stored_size == 36
 
@@ -73,7 +72,7 @@ def test_synthetic_has_nothing_to_cache():
 def test_run_config_lists_the_registry_on_a_bad_name():
     with pytest.raises(ConfigError) as err:
         apply(RunConfig(), {"data": {"dataset": "cifar1000"}}, "--set")
-    assert "cifar1000" in str(err.value) and ", ".join(DATASETS) in str(err.value)
+    assert "cifar1000" in str(err.value) and ", ".join(list(KINDS)) in str(err.value)
 
 
 def test_cache_goes_to_the_user_cache_never_the_dataset(tmp_path, monkeypatch):

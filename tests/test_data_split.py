@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ablations.data import DATASETS, DataConfig, DataProvenance, build_datasets, describe
+from ablations.data import KINDS, DataConfig, DataProvenance, build_datasets, describe
 from ablations.data.split import per_class_subset, tune_split
 
 try:
@@ -79,7 +79,7 @@ def _ids(ds) -> list:
     return [bytes(ds.images[i].numpy().tobytes()) for i in range(len(ds))]
 
 
-@pytest.mark.parametrize("kind", DATASETS)
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_tune_split_is_held_out_of_train_for_every_kind(tmp_path, kind, cifar_md5_unchecked):
     cfg = dataclasses.replace(_copy(kind, tmp_path), cache=False, augment="none")
     std = build_datasets(cfg)
@@ -95,7 +95,7 @@ def test_tune_split_is_held_out_of_train_for_every_kind(tmp_path, kind, cifar_md
     assert _ids(again.val) == _ids(tune.val)  # deterministic by data_seed
 
 
-@pytest.mark.parametrize("kind", [k for k in DATASETS if k != "synthetic"])
+@pytest.mark.parametrize("kind", [k for k in list(KINDS) if k != "synthetic"])
 def test_per_class_subsets_for_every_real_kind(tmp_path, kind, cifar_md5_unchecked):
     cfg = dataclasses.replace(_copy(kind, tmp_path), train_per_class=2, val_per_class=1)
     b = build_datasets(cfg)
@@ -120,7 +120,7 @@ def test_imagefolder_subset_is_cached_and_depends_on_data_seed(tmp_path):
 def test_provenance_has_the_same_keys_for_every_kind(tmp_path, cifar_md5_unchecked, cache):
     keys = {f.name for f in dataclasses.fields(DataProvenance)}
     keys |= {"counts", "num_skipped", "chance_top1", "class_to_idx", "val_missing_classes"}
-    for kind in DATASETS:
+    for kind in list(KINDS):
         cfg = dataclasses.replace(_copy(kind, tmp_path / kind), cache=cache)
         b = build_datasets(cfg)
         assert set(b.info) == keys, kind

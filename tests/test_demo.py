@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablations.experiments import load_catalog
+from ablations.schema.catalog import load_catalog
 from ablations.train import train
 
 

@@ -74,8 +74,8 @@ def test_device_augment_is_seeded_and_normalised():
 
 
 def _cache_cfg(root, tmp_path, **train):
-    from ablations.config import apply
-    from ablations.experiments import load_catalog
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.config import apply
 
     cat = load_catalog()
     cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), "alternating", 0)
@@ -107,8 +107,8 @@ def test_training_on_device_augmented_cache_batches_resumes_exactly(tmp_path):
 
 
 def test_device_augmentation_needs_the_cache_and_the_paper_recipe():
-    from ablations.config import ConfigError, apply, validate
-    from ablations.experiments import load_catalog
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.config import ConfigError, apply, validate
 
     cat = load_catalog()
     cfg = apply(cat.protocol("smoke"), {"data": {"augment_on": "device"}}, "t")

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import vil
-from ablations.config import apply
-from ablations.doctor_checks import loader_verdict
-from ablations.experiments import load_catalog
+from ablations.app.doctor_checks import loader_verdict
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import apply
 from ablations.train.measure import measure_throughput, suggest_micro_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_doctor_reduced_mode_runs_every_check(tmp_path: Path) -> None:
     out, md = tmp_path / "doctor.json", tmp_path / "doctor.md"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [sys.executable, "-m", "ablations.cli", "doctor", "--device", "cpu",
+    cmd = [sys.executable, "-m", "ablations.app.cli", "doctor", "--device", "cpu",
            "--out", str(out), "--md", str(md)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

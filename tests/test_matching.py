@@ -6,10 +6,10 @@ import csv
 
 import pytest
 
-from ablations.config import ConfigError, RunConfig, apply
-from ablations.experiments import load_catalog
-from ablations.matching import closest, measure, solve
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import ConfigError, RunConfig, apply
 from ablations.sweep import SweepOptions, resolve
+from ablations.sweep.matching import closest, measure, solve
 
 
 def _tiny(traversal: str) -> RunConfig:

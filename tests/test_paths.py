@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ablations.paths import draw_direction, draw_paths, panels, paths_figure
+from ablations.report.traversal_figure import draw_direction, draw_paths, panels, paths_figure
 from vil.traversals import TRAVERSALS, Direction, register_traversal
 
 

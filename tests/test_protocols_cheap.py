@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import vil
-from ablations.config import ConfigError, validate
-from ablations.experiments import PACKAGE_FILE, load_catalog
+from ablations.schema.catalog import PACKAGE_FILE, load_catalog
+from ablations.schema.config import ConfigError, validate
 
 CHEAP = {"cifar100": ("cifar100", 32, 4), "tiny_imagenet": ("tiny_imagenet", 64, 8),
          "in100_64": ("imagenet100", 64, 8)}  # fmt: skip

@@ -146,7 +146,7 @@ def test_image_folder_report_lists_its_classes_counts_and_skipped_files(tmp_path
 def test_run_record_fields_are_declared_in_one_module():
     """No other module declares a list of the record's field names (one schema, one home):
     module- and class-level constants holding 4 or more of them would be a second schema."""
-    from ablations.runs import CSV_COLUMNS
+    from ablations.schema.record import CSV_COLUMNS
 
     fields = set(CSV_COLUMNS)
     offenders = []
@@ -168,7 +168,7 @@ def test_result_files_follow_the_users_umask(tmp_path):
     """Shared results folders: files are group-readable under the usual umask (not 0600)."""
     import os
 
-    from ablations.train.records import write_json
+    from ablations.schema.files import write_json
 
     old = os.umask(0o002)
     try:

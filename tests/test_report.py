@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from ablations.report import build_report, write_index
-from ablations.runs import RunRecord
+from ablations.schema.record import RunRecord
 
 SEEDS = [0, 1, 2]
 PARAMS = {"uni": 5.889e6, "bi": 6.286e6, "alternating": 5.889e6, "quad": 7.079e6}

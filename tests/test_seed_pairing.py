@@ -12,8 +12,8 @@ import hashlib
 
 import ablations.data
 import ablations.train.loop as loop
-from ablations.config import apply
-from ablations.experiments import load_catalog
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import apply
 
 REAL_MIXER = ablations.data.make_batch_mixer
 

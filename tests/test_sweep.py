@@ -114,8 +114,9 @@ def test_torchrun_two_process_trial(tmp_path):
         pytest.skip("torchrun not installed next to the interpreter")
     import subprocess
 
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ablations.cli", "sweep",
-           "table2", "--variants", "alternating", *SMOKE, "--results", str(tmp_path)]  # fmt: skip
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ablations.app.cli",
+           "sweep", "table2", "--variants", "alternating", *SMOKE,
+           "--results", str(tmp_path)]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = _result(tmp_path, "alternating-s0")
@@ -124,7 +125,7 @@ def test_torchrun_two_process_trial(tmp_path):
 
 
 def test_deviations_skip_synthetic_only_knobs_for_real_data():
-    from ablations.sweep.grid import deviations
+    from ablations.schema.points import deviations
 
     paper = {"data": {"dataset": "imagenet100", "train_samples": 20000, "img_size": 128}}
     synthetic = {"data": {"dataset": "synthetic", "train_samples": 2048, "img_size": 32}}

@@ -1,6 +1,6 @@
 """A smoke sweep completes on each real dataset kind (small copies in their real formats).
 
-In-process (``ablations.cli.main``) so the CIFAR md5 check can be patched for our copies.
+In-process (``ablations.app.cli.main``) so the CIFAR md5 check can be patched for our copies.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ablations.cli import main
+from ablations.app.cli import main
 
 try:
     from data_fixtures import (

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from ablations.config import apply
-from ablations.experiments import load_catalog
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import apply
 from ablations.train import Interrupted, PathError, TrialFailed, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
@@ -105,7 +105,7 @@ def test_unwritable_run_dir_names_the_path(tmp_path):
 
 
 def test_path_error_message():
-    from ablations.train.records import atomic_write
+    from ablations.schema.files import atomic_write
 
     with pytest.raises(PathError, match="cannot write /proc/nope/x.json"):
         atomic_write(__import__("pathlib").Path("/proc/nope/x.json"), "{}")

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ablations.config import apply
-from ablations.experiments import load_catalog
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import apply
 
 
 def _cfg(**train):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ablations.config import ConfigError, apply, validate
-from ablations.experiments import load_catalog
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import ConfigError, apply, validate
 from ablations.train import TrialFailed, loop, train
 from ablations.train.runtime import check_device, resolve_device, resolve_runtime
 
@@ -193,7 +193,7 @@ def test_workers_are_persistent_prefetch_and_give_the_same_images_for_any_count(
     [("cuda", "valid here: auto, cpu"), ("gpu", "valid forms: auto, cpu, cuda, cuda:N")],
 )
 def test_cli_device_error_is_one_line_before_any_work(tmp_path, capsys, device, says):
-    from ablations.cli import EXIT_CONFIG, main
+    from ablations.app.cli import EXIT_CONFIG, main
 
     args = ["sweep", "table2", "--protocol", "smoke", "--results", str(tmp_path)]
     assert main([*args, "--device", device]) == EXIT_CONFIG
@@ -220,7 +220,7 @@ def test_fast_math_flags_for_cuda_only():
 
 
 def test_checkpoint_from_before_the_new_fields_still_resumes():
-    from ablations.config import to_dict
+    from ablations.schema.config import to_dict
     from ablations.train.checkpoint import config_changes
 
     new = to_dict(_cfg())

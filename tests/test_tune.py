@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
+from ablations.app.tune_command import make_job  # noqa: E402
 from ablations.data.split import select  # noqa: E402
+from ablations.study.tune import counted  # noqa: E402
 from ablations.sweep import SweepOptions  # noqa: E402
-from ablations.tune.command import make_job  # noqa: E402
-from ablations.tune.study import counted  # noqa: E402
 from tests.postgres import REPO, run_cli, start_cli  # noqa: E402
 
 SMOKE = ["--protocol", "smoke", "--plain"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ablations.config import ConfigError, RunConfig
-from ablations.experiments import load_catalog
 from ablations.report.tuning import edge_warnings
-from ablations.runs import RunRecord
-from ablations.tune.space import TuneSpec, on_edge, parse_tune, ranges, start_points
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import ConfigError, RunConfig
+from ablations.schema.record import RunRecord
+from ablations.schema.tune_space import TuneSpec, on_edge, parse_tune, ranges, start_points
 
 
 def test_default_space_is_lr_and_weight_decay_over_a_quarter_to_four_times_the_protocol():
@@ -64,7 +64,7 @@ def test_edges_are_the_outer_tenth_on_a_log_scale():
 def test_pruner_names_map_to_optuna_pruners():
     import optuna
 
-    from ablations.tune.study import make_pruner
+    from ablations.study.tune import make_pruner
 
     assert isinstance(make_pruner("successive_halving", 5), optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(make_pruner("hyperband", 5), optuna.pruners.HyperbandPruner)
@@ -75,7 +75,7 @@ def test_pruner_names_map_to_optuna_pruners():
 def test_proposals_depend_on_seed_and_trial_number_only():
     import optuna
 
-    from ablations.tune.study import seed_sampler
+    from ablations.study.tune import seed_sampler
 
     def proposals(seed: int, n: int) -> list[float]:
         study = optuna.create_study(direction="maximize")

@@ -9,10 +9,11 @@ from vil.convert import (
 )
 from vil.designs import DESIGNS, INITS, Design
 from vil.flops import count_flops, count_params
-from vil.model import SIZES, ViLConfig, VisionLSTM, create_model
+from vil.model import ViLConfig, VisionLSTM, create_model
 from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
 from vil.pretrained import PRETRAINED
 from vil.registry import Registry, UnknownNameError
+from vil.sizes import SIZES
 from vil.traversals import (
     ORDERS,
     PAPER_TRAVERSALS,

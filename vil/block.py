@@ -113,7 +113,7 @@ class MLSTMLayer(nn.Module):
             return y.squeeze(1)
         return y.reshape(B, K * N, C).index_select(1, self.inverse).view(B, K, N, C).sum(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, plain: bool = False) -> torch.Tensor:
         B, N, _ = x.shape
         xm, z = self.proj_up(x).chunk(2, dim=-1)
         xs = self._to_directions(xm)  # (B, K, N, inner)
@@ -123,7 +123,6 @@ class MLSTMLayer(nn.Module):
             L = self.layout
             c = layers.grid_conv(xm, self.conv_weight, self.conv_bias, self.patch_pos, L.h, L.w)
             c = F.silu(self._to_directions_sets(c))
-        plain = layers.plain_products_active()
         nh, group = self.num_heads, 1 if plain else self.group
         q, k = layers.headwise(c, self.qk_weight, nh, group, parts=2)  # (B*K, NH, N, DH)
         (v,) = layers.headwise(xs, self.v_weight, nh, group)
@@ -178,5 +177,7 @@ class ViLBlock(nn.Module):
         self.layer = MLSTMLayer(dim, bias=bias, **layer_kwargs)
         self.drop_path = layers.DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.layer(self.norm(x)))
+    def forward(self, x: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        """``plain``: the architecture's products as the reference writes them (FLOP
+        counting), not the fast path's folded gates and grouped blocks."""
+        return x + self.drop_path(self.layer(self.norm(x), plain))

@@ -3,8 +3,8 @@
 Convention: one multiply-add = 2 FLOPs, counted by ``torch.utils.flop_counter`` over the
 matrix products and convolutions of one image's forward pass (element-wise work such as
 gate activations, exponentials and norms is not counted, as in the usual ViT/ViL FLOP
-tables). Counted under :func:`vil.layers.plain_products`: the architecture's products, not
-the zero blocks and folded gates the fast path multiplies.
+tables). Counted with ``plain=True``: the architecture's products, not the zero blocks and
+folded gates the fast path multiplies.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from vil import layers
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -33,8 +31,8 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] | None = None)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), layers.plain_products(), FlopCounterMode(display=False) as counter:
-            model(x)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x, plain=True)
     finally:
         model.train(was_training)
     return float(counter.get_total_flops())

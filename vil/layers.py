@@ -8,32 +8,11 @@ through the same batched code, with no Python loop over directions.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-_PLAIN = {"active": False}
-
-
-@contextlib.contextmanager
-def plain_products() -> Iterator[None]:
-    """Run the layers' products as the architecture defines them: 4x4 headwise blocks one by
-    one and the gates on cat(q, k, v), not the faster but FLOP-inflating grouped blocks and
-    folded gates. Same outputs to rounding; :func:`vil.count_flops` counts under it."""
-    before = _PLAIN["active"]
-    _PLAIN["active"] = True
-    try:
-        yield
-    finally:
-        _PLAIN["active"] = before
-
-
-def plain_products_active() -> bool:
-    return _PLAIN["active"]
 
 
 def heads_to_tokens(h: torch.Tensor, batch: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
+from dataclasses import fields as fields_of
 
 import torch
 from torch import nn
@@ -12,59 +13,80 @@ from vil.block import ViLBlock
 from vil.designs import DESIGNS, INITS
 from vil.poolings import POOLINGS
 from vil.pretrained import load_pretrained
+from vil.sizes import SIZES
 from vil.traversals import TRAVERSALS, canonical_layout
-
-# name -> (dim, depth). Paper sizes plus CPU-sized ones for the demo and tests.
-SIZES: dict[str, tuple[int, int]] = {
-    "nano": (32, 2),  # tests: seconds on a laptop CPU
-    "micro": (64, 6),  # the demo protocol on CPU
-    "tiny": (192, 24),
-    "tiny_plus": (192, 29),
-    "small": (384, 24),
-    "small_plus": (384, 26),
-    "base": (768, 24),
-}
 
 
 @dataclass(frozen=True)
 class ViLConfig:
-    """Everything that defines a ViL model; defaults are ViL-T of the paper's ablations."""
+    """Everything that defines a ViL model: the one model config (the run config's ``model``).
 
-    dim: int = 192  # token width
-    depth: int = 24  # number of blocks
-    traversal: str = "alternating"  # registered traversal strategy (vil.TRAVERSALS)
-    pooling: str = "bilateral_avg"  # registered pooling (vil.POOLINGS)
-    img_size: tuple[int, int] = (128, 128)  # (height, width) in pixels
+    Defaults are ViL-T of the paper's ablations. ``None`` fields are filled by ``resolve``:
+    dim/depth from ``size``, conv from the design, pooling the design's; in a run, img_size
+    and num_classes come from the data (``model.img_size`` is not a run setting).
+    """
+
+    size: str = "tiny"  # vil.SIZES name: ViL-T = dim 192, depth 24 (unless dim/depth are set)
+    dim: int | None = None  # token width; None = from size
+    depth: int | None = None  # number of blocks; None = from size
+    traversal: str = "alternating"  # registered traversal strategy (vil.TRAVERSALS): Table 2
+    pooling: str | None = "bilateral_avg"  # registered pooling (vil.POOLINGS): Table 3;
+    # None = the design's (v1 bilateral_avg, v2 bilateral_concat)
+    design: str = "v1"  # registered design (vil.DESIGNS): v1 of the ablations, or v2
+    init: str = "paper"  # proj_down init (vil.INITS): paper (as trained) or fixed (depth-scaled)
     patch_size: int = 16  # square, non-overlapping patches
-    in_chans: int = 3
-    num_classes: int = 100  # 0 = no head (features)
+    conv: str | None = None  # "causal1d" or "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
+    conv_kernel: int | None = None  # causal conv width; None = the design's (4)
+    drop_path: float = 0.0  # stochastic depth rate, linearly increasing over blocks (paper: 0)
+    cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent | kernels[:name]
+    chunk_size: int = 64  # chunk length of the chunkwise form
     num_heads: int = 4  # mLSTM heads per direction
     expansion: int = 2  # inner width = expansion * dim
     qkv_block: int = 4  # headwise q/k/v block size
-    design: str = "v1"  # registered design (vil.DESIGNS): v1 of the ablations, or v2
-    init: str = "paper"  # proj_down init (vil.INITS): paper (as trained) or fixed (depth-scaled)
-    conv: str | None = None  # "causal1d" or "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
-    conv_kernel: int | None = None  # causal conv width; None = the design's (4)
-    drop_path: float = 0.0  # stochastic depth rate, linearly increasing over blocks
-    cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent
-    chunk_size: int = 64  # chunk length of the chunkwise form
-    extra: dict = field(default_factory=dict, compare=False)  # free-form notes (not used)
+    in_chans: int = 3  # input image channels
+    img_size: int | tuple[int, int] | None = None  # pixels, (h, w); None = 128 (a run: data's)
+    num_classes: int | None = None  # 0 = no head (features); None = 100 (a run: the data's)
+    pretrained: str | None = None  # start from these weights (vil.PRETRAINED name, URL, file)
 
     @property
     def grid(self) -> tuple[int, int]:
-        h, w = self.img_size
+        """(rows, columns) of the patch grid."""
+        h, w = resolve(self).img_size
         if h % self.patch_size or w % self.patch_size:
-            raise ValueError(f"img_size {self.img_size} not divisible by patch {self.patch_size}")
+            raise ValueError(f"img_size {(h, w)} not divisible by patch {self.patch_size}")
         return h // self.patch_size, w // self.patch_size
+
+    @property
+    def pooling_name(self) -> str:
+        """The pooling the model uses (the design's when ``pooling`` is None)."""
+        return self.pooling or DESIGNS.get(self.design).pooling
+
+
+DEFAULT_IMG_SIZE = 128  # the ablations' resolution
+DEFAULT_NUM_CLASSES = 100  # ImageNet-100
 
 
 def resolve(cfg: ViLConfig) -> ViLConfig:
-    """``cfg`` with the design's conv filled in where it is None (validates design and init)."""
+    """``cfg`` with every None filled in: dim/depth from the size, conv and pooling from the
+    design, img_size as (h, w). Validates size, design, init, traversal and pooling names."""
+    if cfg.size not in SIZES:
+        raise ValueError(f"unknown size {cfg.size!r}; valid: {', '.join(SIZES)}")
     design = DESIGNS.get(cfg.design)
     INITS.get(cfg.init)
-    conv = cfg.conv if cfg.conv is not None else design.conv
-    kernel = cfg.conv_kernel if cfg.conv_kernel is not None else design.conv_kernel
-    return replace(cfg, conv=conv, conv_kernel=kernel)
+    dim, depth = SIZES[cfg.size]
+    img = cfg.img_size if cfg.img_size is not None else DEFAULT_IMG_SIZE
+    pooling = cfg.pooling if cfg.pooling is not None else design.pooling
+    TRAVERSALS.get(cfg.traversal), POOLINGS.get(pooling)  # fail early, listing valid names
+    return replace(
+        cfg,
+        dim=cfg.dim if cfg.dim is not None else dim,
+        depth=cfg.depth if cfg.depth is not None else depth,
+        pooling=pooling,
+        conv=cfg.conv if cfg.conv is not None else design.conv,
+        conv_kernel=cfg.conv_kernel if cfg.conv_kernel is not None else design.conv_kernel,
+        img_size=(img, img) if isinstance(img, int) else tuple(img),
+        num_classes=cfg.num_classes if cfg.num_classes is not None else DEFAULT_NUM_CLASSES,
+    )
 
 
 class VisionLSTM(nn.Module):
@@ -129,58 +151,39 @@ class VisionLSTM(nn.Module):
             return x
         return self.layout.insert_extra(x, self.cls_token.expand(x.size(0), -1, -1).to(x.dtype))
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> normalised token sequence (B, N, dim) in canonical order."""
+    def forward_features(self, images: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        """Images -> normalised token sequence (B, N, dim) in canonical order. ``plain``:
+        the products as the architecture writes them (FLOP counting), same outputs."""
         x = self.tokens(images)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, plain)
         return self.norm(x)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.pooling(self.forward_features(images), self.layout)
+    def forward(self, images: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        pooled = self.pooling(self.forward_features(images, plain), self.layout)
         return self.head(self.head_norm(pooled))
 
 
 def create_model(
-    size: str = "tiny",
-    traversal: str = "alternating",
-    pooling: str | None = None,
-    img_size: int | tuple[int, int] = 128,
-    patch_size: int = 16,
-    num_classes: int = 100,
-    design: str = "v1",
-    init: str = "paper",
-    pretrained: str | None = None,
+    size: str | ViLConfig = "tiny",
     pretrained_source: str = "train",
-    **overrides,
+    **fields,
 ) -> VisionLSTM:
-    """Build a ViL by size name and registered part names; ``overrides`` set ViLConfig fields.
+    """Build a ViL from a ``ViLConfig`` or a size name plus ViLConfig fields.
 
-    ``pooling`` None is the design's (v1 bilateral_avg, v2 bilateral_concat). ``pretrained``:
-    a published checkpoint's name (``vil.PRETRAINED``), a URL or a file, whose state dict is
-    in the ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``; published files: train).
+    ``create_model("tiny", traversal="bi", img_size=128)``, or ``create_model(cfg)`` /
+    ``create_model(cfg, num_classes=10)`` (fields replace the config's). ``pooling`` None is
+    the design's (v1 bilateral_avg, v2 bilateral_concat). ``pretrained``: a published
+    checkpoint's name (``vil.PRETRAINED``), a URL or a file, whose state dict is in the
+    ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``; published files: train).
     """
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
-    pooling = pooling if pooling is not None else DESIGNS.get(design).pooling
-    TRAVERSALS.get(traversal), POOLINGS.get(pooling)  # fail early, listing valid names
-    dim, depth = SIZES[size]
-    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    cfg = ViLConfig(
-        dim=dim,
-        depth=depth,
-        traversal=traversal,
-        pooling=pooling,
-        img_size=hw,
-        patch_size=patch_size,
-        num_classes=num_classes,
-        design=design,
-        init=init,
-    )
-    unknown = set(overrides) - set(asdict(cfg))
+    base = size if isinstance(size, ViLConfig) else ViLConfig(size=size, pooling=None)
+    valid = {f.name for f in fields_of(ViLConfig)}
+    unknown = set(fields) - valid
     if unknown:
-        raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
-    model = VisionLSTM(replace(cfg, **overrides))
-    if pretrained is not None:
-        load_pretrained(model, pretrained, source=pretrained_source)
+        raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    cfg = resolve(replace(base, **fields))
+    model = VisionLSTM(cfg)
+    if cfg.pretrained is not None:
+        load_pretrained(model, cfg.pretrained, source=pretrained_source)
     return model

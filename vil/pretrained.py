@@ -15,6 +15,7 @@ import torch
 
 from vil.convert import load_reference_state_dict
 from vil.registry import Registry
+from vil.sizes import SIZES
 
 BASE_URL = "https://ml.jku.at/research/vision_lstm/download/"
 
@@ -82,6 +83,4 @@ def load_pretrained(model, where: str, source: str = "train") -> None:
 
 
 def _dims(size: str) -> tuple[int, int]:
-    from vil.model import SIZES  # here, not at the top: vil.model imports this module
-
     return SIZES[size]

@@ -1,26 +1,29 @@
 """``build_datasets``, ``prepare_cache`` and ``describe``: config in, datasets (+ provenance) out.
 
-The dataset kind (``registry.KINDS[cfg.dataset]``) says how to find the images; everything
+The dataset kind (``schema.datasets.KINDS[cfg.dataset]``) says how to find the images; everything
 after that is shared: the subset / tune-split selection (``split.py``), the uint8 cache for
 file datasets, the transforms, and the provenance record (``provenance.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ablations.schema.data_config import DataConfig, DataConfigError
+from ablations.schema.datasets import KINDS, DatasetKind
+
 from .arrays import Arrays, take
 from .cache import cache_key, default_cache_dir, open_cached, read_index
 from .cache_build import ensure_cache
-from .config import DataConfig, DataConfigError
 from .imagefolder import FileScan, ImageFolderDataset, SplitFiles
 from .provenance import DataProvenance
-from .registry import KINDS
 from .split import counts_per_class, select
 from .transforms import eval_transform, train_transform
 
@@ -80,7 +83,7 @@ def scan_selected(cfg: DataConfig) -> tuple[FileScan, str]:
         raise DataConfigError(
             f"data.dataset={cfg.dataset!r} is held in memory as arrays: nothing to cache"
         )
-    found: FileScan = kind.function()(cfg)
+    found: FileScan = entry_function(kind)(cfg)
     train_idx, val_idx, source = select(cfg, _labels(found.train), _labels(found.val))
     pool = found.train if source == "train" else found.val
     train = SplitFiles([found.train.samples[i] for i in train_idx], found.train.skipped)
@@ -161,5 +164,13 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
     cfg.validate()
     kind = KINDS[cfg.dataset]
     if kind.family == "arrays":
-        return _build_arrays(cfg, kind.function()(cfg))
+        return _build_arrays(cfg, entry_function(kind)(cfg))
     return _build_files(cfg)
+
+
+def entry_function(kind: DatasetKind) -> Callable:
+    """A kind's scan/load function: its own, or ``module:function`` under ablations.data."""
+    if callable(kind.entry):
+        return kind.entry
+    module, name = kind.entry.split(":")
+    return getattr(importlib.import_module(f"ablations.data.{module}"), name)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ablations.schema.data_config import DataConfigError
+
 from .arrays import Arrays
-from .config import DataConfigError
 
 LOAD_ERRORS = (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError)
 

@@ -7,10 +7,11 @@ counts are those the run would use: subsets and the tune split applied.
 
 from __future__ import annotations
 
-from .build import scan_selected
-from .config import DataConfig
+from ablations.schema.data_config import DataConfig
+from ablations.schema.datasets import KINDS
+
+from .build import entry_function, scan_selected
 from .provenance import DataSummary
-from .registry import KINDS
 from .split import select
 from .synthetic import class_names, labels_of
 
@@ -29,7 +30,7 @@ def describe(cfg: DataConfig) -> DataSummary:
             labels = (labels_of(n, cfg.num_classes) for n in (cfg.train_samples, cfg.val_samples))
             train_labels, val_labels = labels
         else:
-            arrays = kind.function()(cfg)
+            arrays = entry_function(kind)(cfg)
             classes, root = arrays.classes, arrays.root
             train_labels, val_labels = arrays.train_labels, arrays.val_labels
         train_idx, val_idx, _ = select(cfg, train_labels, val_labels)

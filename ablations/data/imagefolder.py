@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .config import DataConfigError
+from ablations.schema.data_config import DataConfigError
 
 log = logging.getLogger("ablations.data")
 

@@ -20,7 +20,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .config import CLASS_LISTS, DataConfigError
+from ablations.schema.data_config import CLASS_LISTS, DataConfigError
+
 from .imagefolder import FileScan, scan_class_folders, scan_flat_folder, subdirs
 
 WNID = re.compile(r"^n\d{8}$")

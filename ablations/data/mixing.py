@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import DataConfig
+from ablations.schema.data_config import DataConfig
 
 BatchMixer = Callable[..., tuple[Tensor, Tensor]]
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .config import DataConfig
+from ablations.schema.data_config import DataConfig
 
 PURPOSES = {"tune": 1, "train": 2, "val": 3}  # salts: each purpose draws its own stream
 

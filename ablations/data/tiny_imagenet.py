@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DataConfigError
+from ablations.schema.data_config import DataConfigError
+
 from .imagefolder import FileScan, require_dirs, scan_class_folders, scan_flat_folder, subdirs
 
 ANNOTATIONS = "val_annotations.txt"

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ablations.runs import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
-from ablations.sweep.grid import Point
+from ablations.schema.points import Point
+from ablations.schema.record import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
 
 STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
 NUMERIC = NUMERIC_COLUMNS

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.paths import draw_paths
 from ablations.report import setting
 from ablations.report.findings import findings, findings_markdown, findings_rows
 from ablations.report.load import Experiment, failures, load_experiment
 from ablations.report.plots import all_plots
 from ablations.report.render import Table, to_markdown, write_table
 from ablations.report.tables import diff_frame, diff_table, main_frame, main_table, status_table
+from ablations.report.traversal_figure import draw_paths
 from ablations.report.tuning import tuning_section
 from vil.traversals import TRAVERSALS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.report.load import Experiment
-from ablations.runs import RunRecord
+from ablations.schema.record import RunRecord
 
 # (record field, label) in the order the page shows them.
 FIELDS = (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ablations.report.load import Experiment
 from ablations.report.plots import plt, save, variant_colour
-from ablations.runs import RunRecord, read_all
-from ablations.tune.space import on_edge
+from ablations.schema.record import RunRecord, read_all
+from ablations.schema.tune_space import on_edge
 
 LR = "train.lr"
 

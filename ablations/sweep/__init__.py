@@ -2,10 +2,11 @@
 
 Flow: experiments.yaml -> ``spec.resolve`` (every point's config and fingerprint) ->
 ``checks`` (device, data, storage) -> ``spec.check_records`` (finished runs still match) ->
-experiment.json -> ``queue`` (enqueue the grid once, under the grid lock) -> ``worker``s
-claim WAITING trials and train them in ``runs/<variant>-s<seed>`` (the run record) ->
-``rows`` (runs.csv of every record in the folder) -> report. ``command`` is the CLI glue,
-``plan`` the dry run, ``storage`` the Optuna storage (journal file or an RDB URL).
+experiment.json -> the study layer (ablations/study: enqueue the grid once, under the grid
+lock) -> ``worker``s claim WAITING trials and train them in ``runs/<variant>-s<seed>`` (the
+run record) -> ``rows`` (runs.csv of every record in the folder) -> report. ``plan`` is the
+dry run, ``matching`` the iso-parameter / iso-FLOP solver; the CLI glue is
+ablations/app/sweep_command.py.
 """
 
 from ablations.sweep.spec import Sweep, SweepError, SweepOptions, experiment_dir, resolve

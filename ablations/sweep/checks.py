@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablations.config import ConfigError
+from ablations.data import DataConfigError, describe
+from ablations.schema.config import ConfigError
+from ablations.study.storage import check_storage
 from ablations.sweep.spec import Sweep
 
 
@@ -17,7 +19,6 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
 
     Returns the data summary per setting (``repr(cfg.data)``), e.g. for pricing a dry run.
     """
-    from ablations.data import DataConfigError, describe
 
     seen: dict[str, Any] = {}
     for p in sweep.grid:
@@ -40,7 +41,6 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
 
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
     """Data and storage (the device was checked with each config by ``config.validate``)."""
-    from ablations.sweep.storage import check_storage
 
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)

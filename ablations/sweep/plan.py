@@ -6,51 +6,37 @@ evaluation is not counted. FLOPs per image come from ``vil.count_flops`` (2 per 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ablations.config import RunConfig
-
-IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on the class list
+from ablations.schema.config import RunConfig
+from ablations.schema.datasets import known_classes, known_train_images
+from ablations.train.measure import measure_throughput
+from ablations.train.steps import model_cost
 
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
     """Training images per epoch (and how the number was obtained); with ``split: tune``
     less the held-out share (per class, as ablations/data/split.py; here over the total)."""
-    n, how = _split_images(cfg, summary)
+    if summary is not None:
+        n, how = summary.train_images, "counted in data.root" if cfg.data.root else "exact"
+        return n, how  # the data checks applied the split already
+    n, how = known_train_images(cfg.data)
     if n is None or cfg.data.split != "tune":
         return n, how
     return n - round(cfg.data.tune_fraction * n), f"{how}, less the held-out tuning share"
 
 
-def _split_images(cfg: RunConfig, summary: Any) -> tuple[int | None, str]:
-    d = cfg.data
-    if summary is not None:
-        return summary.train_images, "counted in data.root" if d.root else "exact"
-    if d.dataset == "synthetic":
-        return d.train_samples, "exact"
-    if d.dataset == "imagenet100":
-        return IMAGENET100_TRAIN, "estimate (about 1,300 per class)"
-    if d.root and (Path(d.root) / "train").is_dir():
-        n = sum(1 for p in (Path(d.root) / "train").rglob("*") if p.is_file())
-        return n, "files under root/train"
-    return None, "unknown (no data.root)"
-
-
-def model_cost(cfg: RunConfig, num_classes: int) -> tuple[int, float]:
-    """(parameters, forward FLOPs of one image) of the run's model (built on the CPU)."""
-    import vil
-    from ablations.train.steps import build_model
-
-    model = build_model(cfg, num_classes)
-    return vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
-
-
 def num_classes(cfg: RunConfig, summary: Any) -> int:
-    """The dataset's real class count when its folder was checked, else the known one."""
+    """The dataset's real class count when its folder was checked, else the one its registry
+        entry declares (an image folder declares none until its folder is checked: priced with
+    the ablations' 100-class head)."""
     if summary is not None:
         return summary.num_classes
-    return cfg.data.num_classes if cfg.data.dataset == "synthetic" else 100
+    known = known_classes(cfg.data)
+    return known if known is not None else UNKNOWN_CLASSES
+
+
+UNKNOWN_CLASSES = 100  # head to price a dataset whose class count only its folder knows
 
 
 def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -63,10 +49,7 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
         cfg = sweep.config_for(p)
         summary = (summaries or {}).get(repr(cfg.data))
         classes = num_classes(cfg, summary)
-        key = (repr(cfg.model), cfg.data.img_size, classes)
-        if key not in cache:
-            cache[key] = model_cost(cfg, classes)
-        params, flops = cache[key]
+        params, flops = model_cost(cfg, classes, cache)
         images, how = train_images(cfg, summary)
         steps = (images // cfg.train.batch_size) * cfg.train.epochs if images else None
         if cfg.train.max_steps is not None and steps is not None:
@@ -87,7 +70,6 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
 def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None:
     """``--measure``: time a few real train steps of each distinct model here (random images
     of the configured size) and estimate each trial's wall time from the images it will see."""
-    from ablations.train.measure import measure_throughput
 
     cache: dict[str, dict[str, Any]] = {}
     for p, row in zip(sweep.grid, rows, strict=True):

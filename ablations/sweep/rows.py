@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ablations import runs
-from ablations.runs import RunRecord
-from ablations.sweep.grid import Point
-from ablations.sweep.queue import LOST_REASON, live_states
-from ablations.train.records import read_json
+from ablations.schema import record as runs
+from ablations.schema.files import read_json
+from ablations.schema.points import Point
+from ablations.schema.record import RunRecord
+from ablations.study.queue import LOST_REASON, live_states
 
 
 def collect(exp_dir: Path, study: Any = None) -> list[RunRecord]:

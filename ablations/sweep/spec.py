@@ -12,12 +12,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations import runs
-from ablations.config import ConfigError, RunConfig, changes, science, validate
-from ablations.experiments import Catalog, Experiment, load_catalog
-from ablations.sweep import grid
-from ablations.sweep.storage import masked
-from ablations.train.records import naming_path, read_json, write_json
+from ablations.schema import points as grid
+from ablations.schema import record as runs
+from ablations.schema.catalog import Catalog, Experiment, load_catalog
+from ablations.schema.config import (
+    ConfigError,
+    RunConfig,
+    changes,
+    flatten,
+    science,
+    to_dict,
+    validate,
+)
+from ablations.schema.device import device_type, resolve_compile
+from ablations.schema.files import naming_path, read_json, write_json
+from ablations.study.storage import JOURNAL_FILE, masked
+from ablations.study.sweep_study import Place
+from ablations.sweep.matching import solve_all
 from ablations.train.runtime import git_revision, versions
 
 
@@ -32,7 +43,7 @@ class SweepOptions:
     experiment: str
     protocol: str | None = None  # None: the file's default_protocol
     results: Path = Path("results")
-    storage: str | None = None  # None: <exp_dir>/optuna.journal; or an RDB URL
+    storage: str | None = None  # None: the experiment folder's journal file; or an RDB URL
     seeds: list[int] | None = None  # None: the experiment's seeds
     variants: list[str] | None = None  # None: all of the experiment's variants
     device: str | None = None
@@ -45,7 +56,7 @@ class SweepOptions:
     max_retries: int = 3  # automatic retries of a point whose worker was lost
     poll_s: float = 5.0  # idle workers re-check RUNNING trials this often
     report: bool = True
-    tuned: bool = False  # sweep --tuned: each variant's best tune parameters (ablations/tune)
+    tuned: bool = False  # sweep --tuned: the app resolves with each variant's best tune values
 
 
 @dataclass
@@ -61,11 +72,17 @@ class Sweep:
     configs: dict[grid.Point, RunConfig]
     sciences: dict[grid.Point, dict[str, Any]]
     matched: dict[str, Any] = field(default_factory=dict)  # variant -> matching.Solved
-    tuned: dict[str, Any] = field(default_factory=dict)  # variant -> tune.study.Best
+    tuned: dict[str, Any] = field(default_factory=dict)  # variant -> study.tune.Best
 
     @property
     def study_name(self) -> str:
         return f"{self.exp.name}@{self.protocol}"
+
+    @property
+    def place(self) -> Place:
+        """Where the sweep's study lives."""
+        o = self.opts
+        return Place(self.study_name, o.storage, self.exp_dir, o.heartbeat_s, o.grace_s)
 
     @property
     def fingerprints(self) -> dict[grid.Point, str]:
@@ -110,8 +127,11 @@ def experiment_dir(results: Path, protocol: str, experiment: str) -> Path:
     return Path(results) / protocol / experiment
 
 
-def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
-    """Load the experiments file and resolve + validate every point's config (no I/O)."""
+def resolve(opts: SweepOptions, check_data: bool = True, tuned: dict | None = None) -> Sweep:
+    """Load the experiments file and resolve + validate every point's config (no I/O).
+
+    ``tuned``: variant -> its best tune values (``study.tune.Best``), as the app loaded them
+    for ``sweep --tuned``."""
     catalog = load_catalog(opts.experiments_file)
     exp = catalog.experiment(opts.experiment)
     protocol = opts.protocol or catalog.default_protocol
@@ -126,13 +146,9 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
     exp_dir = experiment_dir(opts.results, protocol, exp.name)
     s = Sweep(opts, catalog, exp, protocol, points, exp_dir, {}, {})
     if exp.match is not None:
-        from ablations.matching import solve_all
-
-        s.matched = solve_all(s, names)
-    if opts.tuned:
-        from ablations.tune.study import load_best
-
-        s.tuned = load_best(s, names)
+        first = exp.seeds[0]
+        s.matched = solve_all(exp, lambda v: s.variant_config(v, first), names, catalog.source)
+    s.tuned = dict(tuned or {})
     for p in points:
         t = s.tuned.get(p.variant)
         cfg = s.variant_config(p.variant, p.seed, t.overrides if t else None)
@@ -143,13 +159,10 @@ def resolve(opts: SweepOptions, check_data: bool = True) -> Sweep:
 
 def point_deviations(sweep: Sweep, cfg: RunConfig, variant: str | None = None) -> list[str]:
     """How a point's config differs from the paper protocol (the axis itself excluded)."""
-    from ablations.config import flatten, on_cuda, to_dict
-
     paper = sweep.catalog.protocols.get("paper", RunConfig())
     sci = science(cfg)
-    device = "cuda" if on_cuda(cfg.train.device) else cfg.train.device.split(":")[0]
-    device = "cpu" if device == "auto" else device
-    compiled = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device == "cuda")
+    device = device_type(cfg.train.device)
+    compiled = resolve_compile(cfg.train.compile, cfg.train.device)
     runtime = {"precision": sci["train.precision"], "compile": compiled, "device": device}
     paper_runtime = {"precision": "bf16", "compile": True}  # the paper: CUDA, auto -> on
     # Keys the variant itself sets (uni's `pooling: last`) define the row, as in the paper's
@@ -209,6 +222,6 @@ def experiment_info(sweep: Sweep) -> dict[str, Any]:
         "variants": variants, "seeds": seeds, "points": points,
         "description": sweep.exp.description,
         "protocol_description": sweep.catalog.descriptions.get(sweep.protocol, ""),
-        "study": sweep.study_name, "storage": masked(sweep.opts.storage) or "optuna.journal",
+        "study": sweep.study_name, "storage": masked(sweep.opts.storage) or JOURNAL_FILE,
         "versions": versions(), "git_rev": git_revision(),
     }  # fmt: skip

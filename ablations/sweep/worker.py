@@ -8,84 +8,42 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 from typing import Any
 
-import optuna
 import torch.distributed as dist
-from optuna.trial import TrialState
 
-from ablations.sweep import queue, storage
-from ablations.sweep.grid import Point
+from ablations.schema.files import read_json
+from ablations.schema.points import Point
+from ablations.study import sweep_study as study_api
+from ablations.study.sweep_study import Study, Trial
 from ablations.sweep.spec import Sweep
 from ablations.train import Interrupted, train
-from ablations.train.records import read_json
 
 log = logging.getLogger("vil-ablate.sweep")
 
 
-def open_study(sweep: Sweep) -> tuple[optuna.Study, storage.GridLock]:
+def open_study(sweep: Sweep) -> tuple[Study, Any]:
     """The experiment's study (created on first use) and its grid lock."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = storage.open_storage(sweep.opts.storage, sweep.exp_dir, sweep.opts.heartbeat_s,
-                              sweep.opts.grace_s, _on_stale)  # fmt: skip
-    study = optuna.create_study(
-        study_name=sweep.study_name, storage=st, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.RandomSampler(seed=0),  # never consulted: every point is fixed
-    )  # fmt: skip
-    return study, storage.GridLock(sweep.opts.storage, sweep.exp_dir, sweep.study_name)
+    return study_api.open_study(sweep.place)
 
 
-def load_study(sweep: Sweep) -> optuna.Study | None:
+def load_study(sweep: Sweep) -> Study | None:
     """The existing study, or None when the experiment has not been swept."""
-    if not sweep.opts.storage and not (sweep.exp_dir / "optuna.journal").exists():
-        return None
-    try:
-        st = storage.open_storage(sweep.opts.storage, sweep.exp_dir)
-        return optuna.load_study(study_name=sweep.study_name, storage=st)
-    except KeyError:
-        return None
+    return study_api.load_study(sweep.place)
 
 
-def _on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    log.warning("trial %d (%s) lost its worker; it will be retried", trial.number,
-                trial.user_attrs.get("run_dir"))  # fmt: skip
+def enqueue(sweep: Sweep, study: Study, lock: Any, initial: bool) -> list:
+    """Enqueue what this command's grid needs (a fresh command: with --rerun/--retry-failed)."""
+    o = sweep.opts
+    return study_api.enqueue(study, lock, sweep.fingerprints, initial=initial,
+                             rerun=initial and o.rerun, retry_failed=initial and o.retry_failed,
+                             max_retries=o.max_retries)  # fmt: skip
 
 
-def enqueue(sweep: Sweep, study: optuna.Study, lock: storage.GridLock, initial: bool) -> list:
-    """Enqueue what the grid needs, under the lock (skipped when nothing is needed)."""
-    o, fps = sweep.opts, sweep.fingerprints
-    if not initial and not queue.needs_enqueue(study, fps, o.max_retries):
-        return []
-    with lock.hold():
-        added = queue.reconcile(
-            study, fps, initial=initial, rerun=initial and o.rerun,
-            retry_failed=initial and o.retry_failed, max_retries=o.max_retries,
-        )  # fmt: skip
-    for p, why in added:
-        log.info("enqueued %s (%s)", p.name, why)
-    return added
-
-
-def grid_counts(sweep: Sweep, study: optuna.Study) -> dict[str, int]:
+def grid_counts(sweep: Sweep, study: Study) -> dict[str, int]:
     """Number of this command's grid points per scheduling state."""
-    trials = queue.by_point(study, sweep.fingerprints)
-    out: dict[str, int] = {}
-    for p in sweep.grid:
-        state, _ = queue.point_state(trials.get(p, []))
-        out[state] = out.get(state, 0) + 1
-    return out
-
-
-def _work_left(sweep: Sweep, study: optuna.Study) -> bool:
-    fps = sweep.fingerprints
-    live = (TrialState.WAITING, TrialState.RUNNING)
-    for t in study.get_trials(False, states=live):
-        p = queue.point_of(t)
-        if p in fps and t.user_attrs.get("fingerprint") == fps[p]:
-            return True
-    return False
+    return study_api.grid_counts(study, sweep.fingerprints, sweep.grid)
 
 
 def run_worker(sweep: Sweep, stop: threading.Event, progress: Any, initial: bool = True) -> str:
@@ -100,12 +58,11 @@ def run_worker(sweep: Sweep, stop: threading.Event, progress: Any, initial: bool
     try:
         enqueue(sweep, study, lock, initial=initial)
         while not stop.is_set():
-            storage.fail_stale_trials(study, sweep.exp_dir, sweep.opts.grace_s)
-            enqueue(sweep, study, lock, initial=False)
-            _show_counts(sweep, study, progress)
-            trial = storage.claim_waiting(study)
+            trial = study_api.next_trial(study, lock, sweep.opts.grace_s)
             if trial is None:
-                if not _work_left(sweep, study):
+                enqueue(sweep, study, lock, initial=False)  # lost trials come back here
+                _show_counts(sweep, study, progress)
+                if not study_api.work_left(study, sweep.fingerprints):
                     break
                 stop.wait(sweep.opts.poll_s)
                 continue
@@ -118,24 +75,21 @@ def run_worker(sweep: Sweep, stop: threading.Event, progress: Any, initial: bool
         lock.close()
 
 
-def _show_counts(sweep: Sweep, study: optuna.Study, progress: Any) -> None:
+def _show_counts(sweep: Sweep, study: Study, progress: Any) -> None:
     if progress is not None:
         c = grid_counts(sweep, study)
         progress.set_done(c.get("COMPLETE", 0) + c.get("FAIL", 0), len(sweep.grid))
 
 
-def run_trial(sweep: Sweep, study: optuna.Study, trial: optuna.Trial, stop: threading.Event,
+def run_trial(sweep: Sweep, study: Study, trial: Trial, stop: threading.Event,
               progress: Any) -> str:  # fmt: skip
     """Train one claimed trial and tell the study; returns 'complete', 'fail' or 'interrupted'."""
-    attrs = trial.user_attrs
-    spec = {"variant": attrs["variant"], "seed": int(attrs["seed"]), "number": trial.number,
-            "resume": bool(attrs.get("resume")), "attempt": attrs.get("attempt", 1)}  # fmt: skip
-    trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+    spec = study_api.trial_spec(trial)
+    _show_counts(sweep, study, progress)
     _broadcast(spec)
-    run_dir = sweep.exp_dir / Point(spec["variant"], spec["seed"]).run_dir
-    with storage.Heartbeat(study._storage, trial._trial_id, run_dir, sweep.opts.heartbeat_s):
+    with study_api.heartbeat(trial, sweep.opts.heartbeat_s):
         top1, kind, reason = execute(sweep, spec, stop, progress)
-    return _tell(study, trial, top1, kind, reason)
+    return study_api.tell(study, trial, top1, kind, reason)
 
 
 def execute(
@@ -161,20 +115,6 @@ def execute(
         log.error("%s failed: %s: %s", p.name, type(e).__name__, e)
         saved = read_json(run_dir / "result.json") or {}
         return None, "error", saved.get("fail_reason") or f"{type(e).__name__}: {e}"
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, top1: float | None, kind: str | None,
-          reason: str | None) -> str:  # fmt: skip
-    try:
-        if kind is None:
-            study.tell(trial, float(top1))
-            return "complete"
-        trial.set_user_attr("fail_kind", kind)
-        trial.set_user_attr("fail_reason", (reason or kind)[:500])
-        study.tell(trial, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        log.warning("trial %d was already finished by another worker (stale?)", trial.number)
-    return "interrupted" if kind == "interrupted" else ("complete" if kind is None else "fail")
 
 
 def _rank() -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from ablations.config import NOT_SCIENCE
-from ablations.train.records import atomic_write, naming_path
+from ablations.schema.config import NOT_SCIENCE, RunConfig, flatten, to_dict
+from ablations.schema.files import atomic_write, naming_path
 from ablations.train.runtime import rng_state
 
 FORMAT = 1
@@ -77,7 +77,6 @@ def load(path: Path) -> dict[str, Any] | None:
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ in a way that makes resuming invalid. A key the old config
     lacks (a field added since) counts as its default, which keeps the old behaviour."""
-    from ablations.config import RunConfig, flatten, to_dict
 
     a, b = {**flatten(to_dict(RunConfig())), **flatten(old)}, flatten(new)
     keys = sorted(set(a) | set(b))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, Subset
 
-from ablations.config import RunConfig
+from ablations.schema.config import RunConfig, per_rank_batch
 from ablations.train.runtime import Runtime
 from ablations.train.steps import TrialFailed
 
@@ -92,7 +92,7 @@ def make_loaders(train_set: Any, val_set: Any, cfg: RunConfig, rt: Runtime) -> L
     batch = cfg.train.batch_size
     if batch % rt.world:
         raise TrialFailed(f"train.batch_size {batch} is not divisible by {rt.world} DDP ranks")
-    per_rank = batch // rt.world
+    per_rank = per_rank_batch(cfg.train, rt.world)
     if len(train_set) < batch:
         raise TrialFailed(f"the training set ({len(train_set)} images) is smaller than one batch")
     gen = torch.Generator()

@@ -20,19 +20,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ablations.config import RunConfig, to_dict
-from ablations.runs import RunRecord
-from ablations.train import checkpoint as ckpt
-from ablations.train.loaders import Loaders, make_loaders
-from ablations.train.optim import make_optimizer, make_scheduler
-from ablations.train.record import data_fields, now, start_record
-from ablations.train.records import (
+import vil
+from ablations.data import build_datasets, make_batch_mixer
+from ablations.data.deviceaug import DeviceAugment
+from ablations.schema.config import RunConfig, to_dict
+from ablations.schema.files import (
     close_logger,
     naming_path,
     trial_logger,
     write_metrics,
     write_yaml,
 )
+from ablations.schema.record import RunRecord
+from ablations.train import checkpoint as ckpt
+from ablations.train.loaders import Loaders, make_loaders
+from ablations.train.optim import make_optimizer, make_scheduler
+from ablations.train.record import data_fields, now, start_record
 from ablations.train.runtime import (
     Runtime,
     peak_memory_mb,
@@ -81,7 +84,7 @@ def train(
 ) -> RunRecord:
     """Train and evaluate one config in ``run_dir``; return its record (result.json).
 
-    ``progress``: an object with ``start/step/epoch/log`` (ablations.progress) or None.
+    ``progress``: an object with ``start/step/epoch/log`` (ablations.app.progress) or None.
     ``should_stop``: polled at every step boundary; True -> checkpoint, raise Interrupted.
     ``resume``: continue from ``run_dir/checkpoint.pt`` when present.
     ``record``: the record to fill (identity fields set by the sweep); a new one if None.
@@ -122,12 +125,10 @@ def train(
 
 def _build(config: RunConfig, rt: Runtime) -> Parts:
     """Data, model (counted before wrapping), optimizer, schedule, loaders."""
-    from ablations.data import build_datasets, make_batch_mixer
 
     seed_all(config.train.seed)  # model init depends on the run seed only
     bundle = build_datasets(config.data)
     model = build_model(config, bundle.num_classes)
-    import vil
 
     params, flops = vil.count_params(model), vil.count_flops(model, config.data.img_size)
     model.to(rt.device)
@@ -144,8 +145,6 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     mixer = make_batch_mixer(config.data, bundle.num_classes)
     augment = None
     if config.data.augment_on == "device":
-        from ablations.data.deviceaug import DeviceAugment
-
         augment = DeviceAugment(config.data.img_size)
     return Parts(
         rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,

@@ -3,7 +3,7 @@ largest micro-batch that fits this device (for ``sweep --dry-run --measure`` and
 
 The step is ``steps.train_step`` itself (mixing, autocast, compile, accumulation, clipping,
 AdamW, schedule), on random images of the configured size: no dataset is needed. Timing and
-memory come from ``benchmarks.common.measure`` (median of the timed calls; CUDA peak
+memory come from ``timing.measure`` (median of the timed calls; CUDA peak
 allocation, CPU peak of live tensors).
 """
 
@@ -18,23 +18,26 @@ from typing import Any
 
 import torch
 
-from ablations.config import RunConfig
+from ablations.data import make_batch_mixer
+from ablations.schema.config import RunConfig, per_rank_batch
+from ablations.schema.datasets import known_classes
 from ablations.train.optim import make_optimizer, make_scheduler
 from ablations.train.runtime import resolve_runtime, seed_all
 from ablations.train.steps import build_model, train_step
-from benchmarks.common import measure, sync
+from ablations.train.timing import measure, sync
 
 MEMORY_SHARE = 0.85  # of the device's memory a suggested micro-batch may plan to use
 
 
 def num_classes_of(cfg: RunConfig) -> int:
-    """Classes of the head (the head's size barely changes time or memory)."""
-    return 100 if cfg.data.dataset == "imagenet100" else cfg.data.num_classes
+    """Classes of the head as the dataset declares them (100 where only its folder knows;
+    the head's size barely changes time or memory)."""
+    known = known_classes(cfg.data)
+    return known if known is not None else 100
 
 
 def step_parts(cfg: RunConfig, steps_per_epoch: int = 1000) -> SimpleNamespace:
     """What ``train_step`` needs, built like ``loop._build`` but without data or DDP."""
-    from ablations.data import make_batch_mixer
 
     rt = resolve_runtime(cfg.train)
     seed_all(cfg.train.seed)
@@ -56,12 +59,6 @@ def fixed_batch(cfg: RunConfig, batch: int, device: torch.device) -> tuple:
     return images.to(device), labels.to(device)
 
 
-def per_rank_batch(cfg: RunConfig) -> int:
-    import os
-
-    return cfg.train.batch_size // max(int(os.environ.get("WORLD_SIZE", 1)), 1)
-
-
 def device_memory_mib(device: torch.device) -> float:
     """Total memory of a CUDA device; on CPU the memory available now (MemAvailable)."""
     if device.type == "cuda":
@@ -79,7 +76,7 @@ def _timed(cfg: RunConfig, micro: int, steps: int) -> dict[str, Any]:
     """First-step (compile) time, median step time and peak memory at one micro-batch."""
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=micro))
     parts = step_parts(cfg)
-    images, labels = fixed_batch(cfg, per_rank_batch(cfg), parts.rt.device)
+    images, labels = fixed_batch(cfg, per_rank_batch(cfg.train), parts.rt.device)
 
     def step() -> torch.Tensor:
         return train_step(parts, images, labels, cfg, 0)
@@ -112,7 +109,7 @@ def measure_throughput(cfg: RunConfig, steps: int = 3) -> dict[str, Any]:
     Peak memory is measured at the configured micro-batch and at a quarter of it, and the
     line through both is extrapolated to the device's memory (MEMORY_SHARE of it).
     """
-    batch = per_rank_batch(cfg)
+    batch = per_rank_batch(cfg.train)
     micro = cfg.train.micro_batch or batch
     small = max(d for d in range(1, max(micro // 4, 1) + 1) if batch % d == 0)
     main = _timed(cfg, micro, steps)

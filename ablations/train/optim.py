@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ablations.config import TrainConfig
+from ablations.schema.config import TrainConfig
 
 # Parameters without weight decay: biases, norm weights, the per-channel skip, position
 # embedding and CLS token. ViL stacks the per-direction parameters along a leading "set"

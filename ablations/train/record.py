@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ablations.config import RunConfig, science, to_dict
-from ablations.runs import RunRecord, fingerprint
+import vil
+from ablations.schema.config import RunConfig, science, to_dict
+from ablations.schema.record import RunRecord, fingerprint
 from ablations.train.optim import peak_lr
 from ablations.train.runtime import Runtime, device_name, git_revision, versions
 
@@ -36,7 +37,6 @@ def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
 
 
 def model_shape(config: RunConfig) -> tuple[int, int]:
-    import vil
 
     dim, depth = vil.SIZES[config.model.size]
     return config.model.dim or dim, config.model.depth or depth

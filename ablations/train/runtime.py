@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import random
+import re
 import resource
 import subprocess
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ablations.config import TrainConfig
+from ablations.schema.config import TrainConfig
+from ablations.schema.device import resolve_compile, resolve_device, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -37,59 +40,6 @@ class Runtime:
         return self.world > 1
 
 
-DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps"
-
-
-def _valid_here() -> str:
-    """The device names this machine can run, for error messages."""
-    names = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        names += ["cuda", "cuda:0" if n == 1 else f"cuda:0..cuda:{n - 1}"]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        names.append("mps")
-    return ", ".join(names)
-
-
-def check_device(name: str, available: bool = True) -> None:
-    """Raise ConfigError (one line) if ``train.device`` is malformed or, with ``available``,
-    not present on this machine. Cheap: the sweep calls it before any work."""
-    from ablations.config import ConfigError
-
-    key = f"train.device: {name!r}"
-    if name in ("auto", "cpu"):
-        return
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"{key} is not a device; valid forms: {DEVICE_FORMS}") from None
-    if dev.type not in ("cuda", "mps") or (dev.type == "mps" and dev.index):
-        raise ConfigError(f"{key} is not supported; valid forms: {DEVICE_FORMS}")
-    if not available:
-        return
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{key} requested but torch.backends.mps.is_available() is False; "
-                          f"valid here: {_valid_here()}")  # fmt: skip
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{key} requested but torch.cuda.is_available() is False; "
-                          f"valid here: {_valid_here()}")  # fmt: skip
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{key}: this machine has {torch.cuda.device_count()} CUDA devices; "
-                          f"valid here: {_valid_here()}")  # fmt: skip
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: this rank's CUDA device if there is one, else the CPU; ``cuda``: this rank's
-    CUDA device (LOCAL_RANK); ``cuda:N``: device N. Raises ConfigError when unavailable."""
-    check_device(name)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
-
-
 def set_fast_math(device: torch.device) -> None:
     """TF32 matmuls/convolutions for the float32 parts (outside bf16 autocast) on CUDA; the
     cuDNN autotuner for the fixed input shapes of training. No effect on CPU numerics."""
@@ -106,10 +56,8 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
     if device.type == "cuda":
         torch.cuda.set_device(device)
         set_fast_math(device)
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    compile_on = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    precision = resolve_precision(cfg.precision, str(device))
+    compile_on = resolve_compile(cfg.compile, str(device))
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     return Runtime(device, precision, compile_on, rank, world)
 
@@ -160,7 +108,7 @@ def peak_memory_mb(device: torch.device) -> float:
 def versions() -> dict[str, str | None]:
     """Versions of everything that can change a number."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "optuna", "numpy", "vil-ablate"):
+    for pkg in ("vil-ablate", *_dependencies()):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -169,6 +117,16 @@ def versions() -> dict[str, str | None]:
     out["cudnn"] = str(torch.backends.cudnn.version()) if torch.cuda.is_available() else None
     out["platform"] = platform.platform()
     return out
+
+
+def _dependencies() -> list[str]:
+    """The package's declared run-time dependencies (torch, torchvision, numpy, ...)."""
+    try:
+        reqs = metadata.requires("vil-ablate") or []
+    except metadata.PackageNotFoundError:
+        return ["torch", "torchvision", "numpy"]
+    names = (re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r)
+    return list(dict.fromkeys(names))
 
 
 def git_revision() -> str | None:
@@ -193,3 +151,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(hours=2))  # idle ranks wait on rank 0
+    return True

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ablations.config import RunConfig
+import vil
+from ablations.schema.config import RunConfig
 from ablations.train.runtime import Runtime
 
 
@@ -21,15 +22,20 @@ class TrialFailed(RuntimeError):
 
 def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     """The ViL of ``cfg.model`` for ``cfg.data.img_size`` and ``num_classes``."""
-    import vil
+    return vil.create_model(cfg.model, img_size=cfg.data.img_size, num_classes=num_classes)
 
-    m = cfg.model
-    overrides = {k: getattr(m, k) for k in ("dim", "depth") if getattr(m, k) is not None}
-    return vil.create_model(
-        size=m.size, traversal=m.traversal, pooling=m.pooling, img_size=cfg.data.img_size,
-        patch_size=m.patch_size, num_classes=num_classes, design=m.design, init=m.init,
-        pretrained=m.pretrained, conv=m.conv, drop_path=m.drop_path, cell=m.cell, **overrides,
-    )  # fmt: skip
+
+def model_cost(cfg: RunConfig, num_classes: int, cache: dict | None = None) -> tuple[int, float]:
+    """(parameters, forward FLOPs of one image) of the run's model (built on the CPU);
+    ``cache``: the caller's, keyed by the model setting (one build per distinct model)."""
+    key = (repr(cfg.model), cfg.data.img_size, num_classes)
+    if cache is not None and key in cache:
+        return cache[key]
+    model = build_model(cfg, num_classes)
+    cost = vil.count_params(model), vil.count_flops(model, cfg.data.img_size)
+    if cache is not None:
+        cache[key] = cost
+    return cost
 
 
 def autocast(rt: Runtime) -> contextlib.AbstractContextManager:

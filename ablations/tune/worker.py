@@ -7,21 +7,20 @@ to the pruner, tell the study. Every trial writes a normal run record in
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
-from ablations.config import RunConfig, apply, dotted
-from ablations.sweep import storage
-from ablations.sweep.grid import Point
+from ablations.schema import record as runs
+from ablations.schema import tune_space as space
+from ablations.schema.config import RunConfig, apply, dotted, science
+from ablations.schema.points import Point
+from ablations.study import tune as studies
+from ablations.study.storage import Heartbeat
+from ablations.study.sweep_study import Study, Trial
+from ablations.sweep.spec import Sweep, SweepOptions, resolve
 from ablations.train import Interrupted, train
-from ablations.tune import space
-from ablations.tune.study import counted, make_pruner, open_tune_study, seed_sampler
 
 log = logging.getLogger("vil-ablate.tune")
 
@@ -36,7 +35,7 @@ class Pruned(RuntimeError):
 class Job:
     """What every tune worker needs: the resolved sweep and the budget."""
 
-    sweep: Any  # ablations.sweep.Sweep of the variants (seed: the experiment's first)
+    sweep: Sweep  # the variants' sweep (seed: the experiment's first)
     trials: int  # per variant, in total
 
     @property
@@ -63,12 +62,21 @@ class Job:
         return apply(cfg, layer, f"{self.sweep.exp.name}/{variant} (tune)")
 
     def fingerprint(self, variant: str) -> str:
-        """The tune setting of a variant: its trial config without the searched keys."""
-        from ablations.config import science
-        from ablations.runs import fingerprint
-
+        """The variant's trial config without the searched keys."""
         sci = science(self.trial_config(variant, {}))
-        return fingerprint({k: v for k, v in sci.items() if k not in self.sweep.exp.tune.keys})
+        return runs.fingerprint({k: v for k, v in sci.items() if k not in self.sweep.exp.tune.keys})
+
+    def setting(self, variant: str) -> dict[str, Any]:
+        """What decides a variant's tune trials (its study's stamp): the config's fingerprint,
+        the search space (resolved bounds and start points), budget, pruner and sampler seed."""
+        t = self.sweep.exp.tune
+        bounds = {k: list(b) for k, b in self.bounds(variant).items()}
+        return {"fingerprint": self.fingerprint(variant), "space": bounds,
+                "start": [dict(p) for p in t.start], "budget_epochs": self.budget_epochs(variant),
+                "pruner": t.pruner, "sampler_seed": t.seed}  # fmt: skip
+
+    def budget_epochs(self, variant: str) -> int:
+        return space.budget_epochs(self.sweep.exp.tune, self.base(variant).train.epochs)
 
     def bounds(self, variant: str) -> dict[str, tuple[float, float, bool]]:
         return space.ranges(self.sweep.exp.tune, self.base(variant), self.sweep.catalog.source)
@@ -77,8 +85,9 @@ class Job:
 class Reporter:
     """Progress that forwards each epoch's tuning top-1 to the trial and prunes on request."""
 
-    def __init__(self, trial: optuna.Trial, progress: Any) -> None:
+    def __init__(self, trial: Trial, progress: Any) -> None:
         self.trial, self.progress = trial, progress
+        self.last: tuple[int, float] | None = None  # (epoch, tuning top-1) last reported
 
     def __getattr__(self, name: str) -> Any:  # start/step/log: the real progress (or no-op)
         return getattr(self.progress, name) if self.progress else (lambda *a, **k: None)
@@ -88,85 +97,41 @@ class Reporter:
             self.progress.epoch(row)
         if row.get("val_top1") is None:
             return
-        self.trial.report(float(row["val_top1"]), int(row["epoch"]))
-        if self.trial.should_prune():
+        self.last = (int(row["epoch"]), float(row["val_top1"]))
+        if studies.report(self.trial, self.last[1], self.last[0]):
             raise Pruned(f"pruned at epoch {row['epoch']}: tuning top-1 {row['val_top1']:.2f}")
 
 
-def _next_trial(job: Job, study: optuna.Study, lock: storage.GridLock) -> optuna.Trial | None:
-    """A WAITING trial (a start point), else a new one while the budget allows, else None."""
-    with lock.hold():
-        trial = storage.claim_waiting(study)
-        if trial is None and counted(study) < job.trials:
-            trial = study.ask()
-    return trial
-
-
-def check_setting(job: Job, study: optuna.Study, variant: str) -> None:
-    """A study holds the trials of one tune setting: stamp it once, refuse another one."""
-    from ablations.tune.study import TuneError
-
-    fp, old = job.fingerprint(variant), study.user_attrs.get("fingerprint")
-    if old is None:
-        study.set_user_attr("fingerprint", fp)
-    elif old != fp:
-        raise TuneError(f"{study.study_name}: its trials were made with another config "
-                        f"(fingerprint {old}, now {fp}); use another --results folder or "
-                        "--storage")  # fmt: skip
-
-
-def enqueue_start(job: Job, study: optuna.Study, lock: storage.GridLock, variant: str) -> None:
-    """The tune block's start points, once per study (before any other trial)."""
-    bounds = job.bounds(variant)
-    points = space.start_points(job.sweep.exp.tune, job.base(variant), bounds, variant)
-    with lock.hold():
-        if study.get_trials(deepcopy=False):
-            return
-        for point in points[: job.trials]:
-            study.enqueue_trial(point)
-
-
-def run_trial(job: Job, variant: str, study: optuna.Study, trial: optuna.Trial,
+def run_trial(job: Job, variant: str, study: Study, trial: Trial,
               stop: threading.Event, progress: Any) -> str:  # fmt: skip
     """Train one tune trial; 'complete', 'pruned', 'fail' or 'interrupted'."""
-    seed_sampler(study, job.sweep.exp.tune.seed, trial.number)
     bounds = job.bounds(variant)
-    params = {k: trial.suggest_float(k, lo, hi, log=lg) for k, (lo, hi, lg) in bounds.items()}
+    params = studies.propose(study, trial, job.sweep.exp.tune.seed, bounds)
     rel = trial_dir(variant, trial.number)
-    trial.set_user_attr("run_dir", rel)
-    trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+    studies.set_attr(trial, "run_dir", rel)
     run_dir = job.sweep.exp_dir / rel
     record = job.sweep.record_for(Point(variant, job.seed))
     record.run_dir, record.trial, record.tuned = rel, trial.number, params
     record.tune_ranges = {k: list(b) for k, b in bounds.items()}
     record.tune_trials = record.tune_pruned = record.tune_best_top1 = None
     cfg = job.trial_config(variant, params)
-    hb = job.sweep.opts.heartbeat_s
-    with storage.Heartbeat(study._storage, trial._trial_id, run_dir, hb):
+    with Heartbeat(trial, job.sweep.opts.heartbeat_s):
         outcome, value = _train(cfg, run_dir, trial, record, stop, progress)
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # tune trials are never resumed
-    try:
-        if outcome == "complete":
-            study.tell(trial, value)
-        elif outcome == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
-        else:  # a failed (diverged) trial counts, an interrupted one is replaced
-            trial.set_user_attr("fail_kind", "error" if outcome == "fail" else outcome)
-            study.tell(trial, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        log.warning("trial %d was already finished by another worker (stale?)", trial.number)
+    studies.tell(study, trial, outcome, value)
     return outcome
 
 
-def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
+def _train(cfg: RunConfig, run_dir: Path, trial: Trial, record: Any,
            stop: threading.Event, progress: Any) -> tuple[str, float | None]:  # fmt: skip
     """Train the trial's config; (outcome, tuning top-1 when complete)."""
+    reporter = Reporter(trial, progress)
     try:
-        rec = train(cfg, run_dir, Reporter(trial, progress), should_stop=stop.is_set,
-                    resume=False, record=record)  # fmt: skip
+        rec = train(cfg, run_dir, reporter, should_stop=stop.is_set, resume=False,
+                    record=record)  # fmt: skip
         return "complete", float(rec.top1)
     except Pruned:
-        _keep_last_value(run_dir, trial)
+        _keep_last_value(run_dir, reporter.last)
         return "pruned", None
     except (Interrupted, KeyboardInterrupt):
         stop.set()
@@ -176,15 +141,12 @@ def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
         return "fail", None
 
 
-def _keep_last_value(run_dir: Path, trial: optuna.Trial) -> None:
+def _keep_last_value(run_dir: Path, last: tuple[int, float] | None) -> None:
     """A pruned trial's record keeps its last reported tuning top-1 (the sensitivity plot)
     and the epochs it completed (it stopped at that epoch's boundary)."""
-    from ablations import runs
-
     rec = runs.read(run_dir)
-    values = trial.storage.get_trial(trial._trial_id).intermediate_values
-    if rec is not None and values:
-        rec.top1, rec.epochs_done = float(values[max(values)]), int(max(values))
+    if rec is not None and last is not None:
+        rec.epochs_done, rec.top1 = last
         rec.write(run_dir)
 
 
@@ -192,34 +154,46 @@ def run_worker(job: Job, stop: threading.Event, progress: Any = None) -> str:
     """Work on every variant's study until each holds its budget; 'done' or 'interrupted'.
     Idle while others' trials run (one of them may be lost and need replacing)."""
     s = job.sweep
-    studies, locks = {}, {}
+    opened = {}
     for v in job.variants:
-        epochs = space.budget_epochs(s.exp.tune, job.base(v).train.epochs)
-        studies[v] = open_tune_study(s, v, make_pruner(s.exp.tune.pruner, epochs))
-        locks[v] = storage.GridLock(s.opts.storage, s.exp_dir, studies[v].study_name)
-        check_setting(job, studies[v], v)
-        enqueue_start(job, studies[v], locks[v], v)
+        t = s.exp.tune
+        opened[v] = studies.open_tune_study(s.place, v, t.pruner, job.budget_epochs(v), t.seed)
+        study, lock = opened[v]
+        studies.stamp(study, job.setting(v))
+        start = space.start_points(t, job.base(v), job.bounds(v), v)
+        studies.enqueue_start(study, lock, start[: job.trials])
     try:
         while not stop.is_set():
             busy = False
-            for v, study in studies.items():
-                storage.fail_stale_trials(study, s.exp_dir, s.opts.grace_s)
-                trial = _next_trial(job, study, locks[v])
+            for v, (study, lock) in opened.items():
+                trial = studies.next_trial(study, lock, job.trials, s.opts.grace_s)
                 if trial is not None:
                     busy = True
                     if run_trial(job, v, study, trial, stop, progress) == "interrupted":
                         return "interrupted"
             if not busy:
-                running = [
-                    st.get_trials(False, states=(TrialState.RUNNING,)) for st in studies.values()
-                ]
-                if not any(running):
+                if not studies.any_running([st for st, _ in opened.values()]):
                     return "done"
                 stop.wait(s.opts.poll_s)
         return "interrupted"
     finally:
-        for lock in locks.values():
+        for _, lock in opened.values():
             lock.close()
+
+
+def load_tuned(sweep: Sweep) -> dict[str, studies.Best]:
+    """Each variant's best tune values (sweep --tuned), from studies of today's setting."""
+    job = Job(sweep, 0)
+    settings = {v: job.setting(v) for v in job.variants}
+    return studies.load_best(sweep.place, settings, sweep.exp.name)
+
+
+def resolve_tuned(opts: SweepOptions, check_data: bool = True) -> Sweep:
+    """``resolve``, and with ``opts.tuned`` again with each variant's best tune values."""
+    s = resolve(opts, check_data)
+    if not opts.tuned:
+        return s
+    return resolve(opts, check_data, tuned=load_tuned(s))
 
 
 def trial_dir(variant: str, number: int) -> str:

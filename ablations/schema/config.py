@@ -8,6 +8,7 @@ problem raises ``ConfigError`` with one line naming the source, the key path and
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -16,37 +17,14 @@ from typing import Any
 
 import yaml
 
-from ablations.data import DataConfig
-from ablations.data.config import AUGMENTS, DATASETS, SPLITS
+from ablations.schema.data_config import AUGMENTS, SPLITS, DataConfig
+from ablations.schema.datasets import KINDS
+from ablations.schema.device import check_device, resolve_precision
+from ablations.schema.errors import ConfigError, DataConfigError
+from vil import DESIGNS, INITS, POOLINGS, SIZES, TRAVERSALS, ViLConfig
+from vil.mlstm import form_names
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; ``str()`` is one line: ``source: key.path: problem``."""
-
-
-@dataclass
-class ModelConfig:
-    """The ViL model: size by name, block design by registered part names."""
-
-    size: str = "tiny"  # vil.SIZES name: ViL-T = dim 192, depth 24
-    traversal: str = "alternating"  # vil.TRAVERSALS name (the paper's Table 2 axis)
-    pooling: str | None = "bilateral_avg"  # vil.POOLINGS name (Table 3 axis); None = design's
-    design: str = "v1"  # vil.DESIGNS: v1 (the ablations' model) or v2 (VisionLSTM2)
-    init: str = "paper"  # vil.INITS: proj_down init as trained (paper) or depth-scaled (fixed)
-    patch_size: int = 16  # square non-overlapping patches
-    dim: int | None = None  # token width; None = from size
-    depth: int | None = None  # number of blocks; None = from size
-    conv: str | None = None  # "causal1d" | "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
-    drop_path: float = 0.0  # the ablations use no stochastic depth
-    cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent
-    pretrained: str | None = None  # start from these weights (vil.PRETRAINED name, URL, file)
-
-    @property
-    def pooling_name(self) -> str:
-        """The pooling the model uses (the design's when ``pooling`` is None)."""
-        from vil import DESIGNS
-
-        return self.pooling or DESIGNS.get(self.design).pooling
+__all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainConfig", "ViLConfig"]
 
 
 @dataclass
@@ -82,39 +60,27 @@ class TrainConfig:
 class RunConfig:
     """One training run: model + data + training."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ViLConfig = field(default_factory=ViLConfig)  # img_size, num_classes: from data
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _vil_choices(attr: str) -> Callable[[], list[str]]:
-    def names() -> list[str]:
-        import vil
-
-        reg = getattr(vil, attr)
-        return list(reg) if isinstance(reg, dict) else reg.names()
-
-    return names
-
-
-def _cell_forms() -> list[str]:
-    from vil.mlstm import form_names  # kernel forms only where mlstm-kernels is installed
-
-    return form_names()
+def _names(reg: Any) -> Callable[[], list[str]]:
+    return lambda: list(reg) if isinstance(reg, dict) else reg.names()
 
 
 # Fields whose value must be one of a known set (registries are read lazily).
 CHOICES: dict[str, Callable[[], list[Any]]] = {
-    "model.size": _vil_choices("SIZES"),
-    "model.traversal": _vil_choices("TRAVERSALS"),
-    "model.pooling": _vil_choices("POOLINGS"),
-    "model.design": _vil_choices("DESIGNS"),
-    "model.init": _vil_choices("INITS"),
+    "model.size": _names(SIZES),
+    "model.traversal": _names(TRAVERSALS),
+    "model.pooling": _names(POOLINGS),
+    "model.design": _names(DESIGNS),
+    "model.init": _names(INITS),
     "model.conv": lambda: ["causal1d", "grid2d"],
-    "model.cell": _cell_forms,
+    "model.cell": form_names,  # kernel forms only where mlstm-kernels is installed
     "train.precision": lambda: ["auto", "bf16", "fp32"],
     "train.compile": lambda: ["auto", "on", "off"],
-    "data.dataset": lambda: list(DATASETS),
+    "data.dataset": lambda: list(KINDS),
     "data.augment": lambda: list(AUGMENTS),
     "data.split": lambda: list(SPLITS),
 }
@@ -291,19 +257,8 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     CUDA, fp32 elsewhere): the same config on another device is another experiment.
     """
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
-    if flat.get("train.precision") == "auto":
-        flat["train.precision"] = "bf16" if on_cuda(cfg.train.device) else "fp32"
+    flat["train.precision"] = resolve_precision(cfg.train.precision, cfg.train.device)
     return flat
-
-
-def on_cuda(device: str) -> bool:
-    """Whether ``train.device`` runs on CUDA here (no availability check: a dry run may
-    plan for another machine; the device itself is checked in ``validate``)."""
-    if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return device.startswith("cuda")
 
 
 def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -317,8 +272,6 @@ def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunCo
 
     ``data=False`` skips the data checks (e.g. a dry run without the dataset on disk).
     """
-    from ablations.data import DataConfigError
-
     try:
         if data:
             cfg.data.validate()
@@ -333,8 +286,7 @@ def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunCo
         if getattr(cfg.train, key) < 1:
             raise ConfigError(f"{source}: train.{key}: must be >= 1")
     _check_micro_batch(cfg.train, source)
-    from ablations.train.runtime import check_device
-
+    _check_model_from_data(cfg.model, source)
     try:
         check_device(cfg.train.device, available=data)  # a dry run may plan for another machine
     except ConfigError as e:
@@ -342,14 +294,31 @@ def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunCo
     return cfg
 
 
+def _check_model_from_data(m: ViLConfig, source: str) -> None:
+    """In a run, the model's image size and class count come from the data (one home)."""
+    for key, home in (("img_size", "data.img_size"), ("num_classes", "the dataset")):
+        if getattr(m, key) is not None:
+            raise ConfigError(
+                f"{source}: model.{key}: set by {home} in a run; valid: null (set {home})"
+            )
+
+
+def world_size() -> int:
+    """DDP ranks of this launch (torchrun's WORLD_SIZE; 1 without it)."""
+    return max(int(os.environ.get("WORLD_SIZE", 1)), 1)
+
+
+def per_rank_batch(tc: TrainConfig, world: int | None = None) -> int:
+    """Images per rank and step: the global batch over the ranks (the one home of it)."""
+    return tc.batch_size // (world or world_size())
+
+
 def _check_micro_batch(tc: TrainConfig, source: str) -> None:
     """micro_batch must split the per-rank batch (batch_size / WORLD_SIZE) evenly."""
-    import os
-
     if tc.micro_batch is None:
         return
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    per_rank = tc.batch_size // max(world, 1)
+    world = world_size()
+    per_rank = per_rank_batch(tc, world)
     if tc.micro_batch < 1 or per_rank % tc.micro_batch:
         raise ConfigError(
             f"{source}: train.micro_batch: {tc.micro_batch} does not divide the per-rank batch "

@@ -27,8 +27,11 @@ from typing import Any
 
 import torch
 
-from ablations import doctor_checks as checks
-from benchmarks.common import environment, header_line, print_table, write_json
+import vil
+from ablations.app import doctor_checks as checks
+from ablations.schema.catalog import load_catalog
+from ablations.train.runtime import resolve_device
+from ablations.train.timing import environment, header_line, print_table, write_json
 
 FULL = {"size": "tiny", "img_size": 128, "patch_size": 16, "batch": 256, "steps": 10,
         "repeats": 5, "cell_shape": (32, 4, 64, 96), "loader_images": 2000}  # fmt: skip
@@ -37,7 +40,7 @@ REDUCED = {"size": "nano", "img_size": 16, "patch_size": 4, "batch": 8, "steps":
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The doctor's flags (shared by ``vil-ablate doctor`` and ``python -m ablations.doctor``)."""
+    """The doctor's flags (``vil-ablate doctor``, ``python -m ablations.app.doctor``)."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--reduced", action="store_true", default=None,
                    help="CI mode: nano model, 16 px, tiny batch (default on CPU)")  # fmt: skip
@@ -59,7 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> argparse.Namespace:
     """Fill unset flags from FULL or REDUCED (reduced by default when there is no GPU)."""
-    from ablations.train.runtime import resolve_device
 
     device = resolve_device(args.device)
     if args.reduced is None:
@@ -70,8 +72,6 @@ def options(args: argparse.Namespace) -> argparse.Namespace:
     if args.loader_seconds is None:
         args.loader_seconds = 1.0 if args.reduced else 10.0
     if not args.traversals:
-        import vil
-
         args.traversals = list(vil.TRAVERSALS.names())
     args.resolved_device = device
     return args
@@ -79,7 +79,6 @@ def options(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every check; returns the JSON payload."""
-    from ablations.experiments import load_catalog
 
     base = load_catalog().protocol("paper")
     rows = []

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ablations.config import NOT_SCIENCE
+import vil
+from ablations.schema.config import NOT_SCIENCE, flatten
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,10 @@ SYNTHETIC_ONLY = {"data.train_samples", "data.val_samples"}
 
 
 def _size_text(size: Any) -> str:
-    try:
-        import vil
-
-        dim, depth = vil.SIZES[size]
-        return f"{size} ({dim}/{depth})"
-    except (ImportError, KeyError):
+    if size not in vil.SIZES:
         return str(size)
+    dim, depth = vil.SIZES[size]
+    return f"{size} ({dim}/{depth})"
 
 
 def deviations(
@@ -62,8 +60,6 @@ def deviations(
     ``runtime``/``paper_runtime``: the resolved precision and compile of this sweep's device
     and of the paper's (CUDA), since "auto" resolves differently on a CPU.
     """
-    from ablations.config import flatten
-
     ours, ref = flatten(cfg), flatten(paper)
     out = []
     for key in ref:

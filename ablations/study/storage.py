@@ -3,14 +3,16 @@
 - Default: ``JournalStorage(JournalFileBackend(<results>/<exp>/optuna.journal))``: no server,
   safe for several processes on one machine.
 - ``--storage postgresql://...`` (any SQLAlchemy URL): workers on many machines share one
-  sweep. Optuna's RDB heartbeats (``heartbeat_interval``/``grace_period``) mark a killed
-  worker's trial FAIL; the sweep then re-enqueues it.
-- Optuna 4.x/5.x has heartbeats only for RDB storage, so for the journal (and RDB without
-  heartbeats) a worker touches ``runs/<trial>/heartbeat`` and others fail RUNNING trials
-  whose file is older than the grace period.
-- Enqueueing the grid is guarded by a lock (PostgreSQL advisory lock, MySQL GET_LOCK, or a
-  file lock beside the journal) so concurrent workers never enqueue a point twice; popping a
-  WAITING trial is atomic in Optuna's storages (row lock / journal order).
+  sweep.
+- Heartbeats, on every storage alike and through Optuna's public API only: a worker sets its
+  trial's ``heartbeat`` user attribute (unix time) every few seconds; any worker tells a
+  RUNNING trial whose beat is older than the grace period (or whose process on this machine
+  is gone) FAIL, and the sweep re-enqueues it. (Optuna's own heartbeats exist only for RDB
+  storage and only inside ``study.optimize``.)
+- Enqueueing and claiming are guarded by a lock (PostgreSQL advisory lock, MySQL GET_LOCK,
+  or a file lock beside the journal): concurrent workers never enqueue a point twice, and
+  ``study.ask()`` is only called when a WAITING trial exists (it pops it atomically; with
+  none it would create an empty trial).
 """
 
 from __future__ import annotations
@@ -18,23 +20,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import inspect
 import logging
 import os
 import random
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 log = logging.getLogger("vil-ablate.sweep")
-HEARTBEAT_FILE = "heartbeat"
+JOURNAL_FILE = "optuna.journal"  # the default storage, in the experiment folder
+BEAT_ATTR = "heartbeat"  # user attribute: unix time of the trial's last heartbeat
+WORKER_ATTR = "worker"  # user attribute: "<host>:<pid>" of the process running the trial
 
 
 class StorageError(RuntimeError):
@@ -99,29 +102,21 @@ def _first_line(e: BaseException) -> str:
     return text[:300]
 
 
-def open_storage(
-    url: str | None,
-    exp_dir: Path,
-    heartbeat_s: int = 10,
-    grace_s: int = 60,
-    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-) -> BaseStorage:
+def open_storage(url: str | None, exp_dir: Path) -> BaseStorage:
     """The journal file in ``exp_dir`` (default), a journal at a path, or an RDB URL."""
     if not is_url(url):
-        path = Path(url) if url else exp_dir / "optuna.journal"
+        path = Path(url) if url else exp_dir / JOURNAL_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": grace_s}
-    # Optuna 4.9 renamed failed_trial_callback (deprecated, removed in 6.0).
-    params = inspect.signature(RDBStorage.__init__).parameters
-    name = "heartbeat_stale_trial_callback"
-    if name not in params:
-        name = "failed_trial_callback"
-    kwargs[name] = on_stale
-    return _create_rdb(normalise_url(str(url)), kwargs)
+    return _create_rdb(normalise_url(str(url)))
 
 
-def _create_rdb(url: str, kwargs: dict, attempts: int = 8) -> RDBStorage:
+def journal_exists(url: str | None, exp_dir: Path) -> bool:
+    """Whether a study may exist at all (an RDB URL: maybe; the journal: its file)."""
+    return bool(url) or (exp_dir / JOURNAL_FILE).exists()
+
+
+def _create_rdb(url: str, attempts: int = 8) -> RDBStorage:
     """RDBStorage, retried: workers starting together race to create Optuna's schema
     (a duplicate ``CREATE TYPE``/``CREATE TABLE`` fails in all but one of them)."""
     import sqlalchemy.exc
@@ -130,19 +125,12 @@ def _create_rdb(url: str, kwargs: dict, attempts: int = 8) -> RDBStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
+                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random() * (attempt + 1))  # jitter: let the winner finish
     raise AssertionError("unreachable")
-
-
-def has_native_heartbeat(storage: BaseStorage) -> bool:
-    """RDB storage with heartbeats on (Optuna fails its stale trials itself)."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(storage)
 
 
 class GridLock:
@@ -196,27 +184,23 @@ class GridLock:
 
 
 class Heartbeat:
-    """Background thread: RDB heartbeat (if enabled) + touching the trial's heartbeat file."""
+    """Background thread setting the trial's ``heartbeat`` user attribute every interval."""
 
-    def __init__(self, storage: BaseStorage, trial_id: int, run_dir: Path, interval_s: float):
-        self.storage, self.trial_id, self.file = storage, trial_id, run_dir / HEARTBEAT_FILE
-        self.interval_s, self._stop = interval_s, threading.Event()
-        self._native = has_native_heartbeat(storage)
+    def __init__(self, trial: optuna.Trial, interval_s: float):
+        self.trial, self.interval_s, self._stop = trial, interval_s, threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="vil-heartbeat")
 
     def _beat(self) -> None:
         while True:
             try:
-                if self._native:
-                    self.storage.record_heartbeat(self.trial_id)
-                self.file.parent.mkdir(parents=True, exist_ok=True)
-                self.file.write_text(f"{os.uname().nodename} {os.getpid()} {time.time():.0f}\n")
+                self.trial.set_user_attr(BEAT_ATTR, round(time.time(), 1))
             except Exception as e:  # a missed beat is not fatal; staleness needs many
                 log.warning("heartbeat failed: %s", e)
             if self._stop.wait(self.interval_s):
                 return
 
     def __enter__(self) -> Heartbeat:
+        self.trial.set_user_attr(WORKER_ATTR, f"{os.uname().nodename}:{os.getpid()}")
         self._thread.start()
         return self
 
@@ -225,34 +209,28 @@ class Heartbeat:
         self._thread.join(timeout=30)
 
 
-def fail_stale_trials(study: optuna.Study, exp_dir: Path, grace_s: float) -> list[int]:
-    """Fail RUNNING trials whose worker stopped beating; return their numbers.
+def fail_stale_trials(study: optuna.Study, grace_s: float) -> list[int]:
+    """Tell FAIL every RUNNING trial whose worker stopped beating; return their numbers.
 
-    RDB with heartbeats: Optuna's own check. Otherwise: the heartbeat file in the trial's
-    folder (``user_attrs["run_dir"]``) is older than ``grace_s`` (or never appeared within it).
+    Stale: the last ``heartbeat`` (or the start, before the first beat) is older than
+    ``grace_s``, or the trial's process ran on this machine and is gone.
     """
-    if has_native_heartbeat(study._storage):
-        before = {t.number for t in study.get_trials(False, states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(False, states=(TrialState.RUNNING,))}
-        return sorted(before - after)
     failed = []
     now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        run_dir = t.user_attrs.get("run_dir")
-        if not run_dir:
-            continue
-        beat = exp_dir / run_dir / HEARTBEAT_FILE
-        last = beat.stat().st_mtime if beat.exists() else t.datetime_start.timestamp()
-        if (now - last > grace_s or _dead_here(beat)) and _fail(study, t):
-            failed.append(t.number)
+        start = t.datetime_start.timestamp() if t.datetime_start else now
+        last = float(t.user_attrs.get(BEAT_ATTR, start))
+        if now - last > grace_s or _dead_here(t.user_attrs.get(WORKER_ATTR)):
+            told = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            if told.state == TrialState.FAIL and "fail_kind" not in told.user_attrs:
+                failed.append(t.number)
     return failed
 
 
-def _dead_here(beat: Path) -> bool:
-    """The beating process ran on this machine and is gone (no need to wait for the grace)."""
+def _dead_here(worker: str | None) -> bool:
+    """The trial's process ran on this machine and is gone (no need to wait for the grace)."""
     try:
-        host, pid, _ = beat.read_text().split()
+        host, pid = str(worker).rsplit(":", 1)
         if host != os.uname().nodename:
             return False
         os.kill(int(pid), 0)
@@ -263,23 +241,13 @@ def _dead_here(beat: Path) -> bool:
     return False
 
 
-def _fail(study: optuna.Study, trial: FrozenTrial) -> bool:
-    try:
-        return bool(study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL))
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False  # another worker got there first
+def claim_waiting(study: optuna.Study, lock: GridLock) -> optuna.Trial | None:
+    """Take the oldest WAITING trial for this worker (RUNNING), or None when none waits.
 
-
-def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
-    """Atomically move the oldest WAITING trial to RUNNING for this worker (or None).
-
-    Not ``study.ask()``: with nothing WAITING it would create an empty new trial.
+    ``study.ask()`` pops a waiting trial atomically; under the lock so that it is only
+    asked when one waits (with none it would create an empty trial).
     """
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    for t in sorted(waiting, key=lambda t: t.number):
-        try:
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, t._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
+    with lock.hold():
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return None
+        return study.ask()

@@ -14,13 +14,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ablations.config import ConfigError, RunConfig, from_dict, validate
-from ablations.train.records import read_json, write_json
+from ablations.data import build_datasets
+from ablations.schema.config import ConfigError, RunConfig, apply, from_dict, validate
+from ablations.schema.files import read_json, write_json
+from ablations.train import checkpoint as ckpt
+from ablations.train.runtime import resolve_runtime
+from ablations.train.steps import build_model, evaluate
 
 
 def run_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     """The config a run recorded (result.json), with ``--set`` overrides (e.g. data.root)."""
-    from ablations.config import apply
 
     rec = read_json(Path(run_dir) / "result.json")
     if not rec or not rec.get("config"):
@@ -30,10 +33,6 @@ def run_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
 
 def evaluate_config(cfg: RunConfig, checkpoint: Path | None = None) -> dict[str, Any]:
     """Build data and model, load ``checkpoint`` (ours) if given, evaluate on val."""
-    from ablations.data import build_datasets
-    from ablations.train import checkpoint as ckpt
-    from ablations.train.runtime import resolve_runtime
-    from ablations.train.steps import build_model, evaluate
 
     validate(cfg, "eval")
     rt = resolve_runtime(cfg.train)

@@ -14,10 +14,19 @@ from typing import Any
 
 import yaml
 
-from ablations.config import ConfigError, ModelConfig, RunConfig, apply, dotted, merge
-from ablations.tune.space import TuneSpec, parse_tune
+from ablations.schema.config import (
+    ConfigError,
+    RunConfig,
+    ViLConfig,
+    apply,
+    dotted,
+    flatten,
+    merge,
+    to_dict,
+)
+from ablations.schema.tune_space import TuneSpec, parse_tune
 
-PACKAGE_FILE = Path(__file__).with_name("experiments.yaml")
+PACKAGE_FILE = Path(__file__).parent.parent / "experiments.yaml"
 SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
 TOP_KEYS = ("default_protocol", "protocols", "experiments")
 PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
@@ -242,7 +251,7 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     _keys(spec, EXPERIMENT_KEYS, source, prefix)
     axis = _check_axis(spec.get("axis"), source, f"{prefix}axis")
     fixed = _mapping(spec.get("model", {}) or {}, source, f"{prefix}model")
-    merge(ModelConfig(), fixed, source, f"{prefix}model.", "model.")
+    merge(ViLConfig(), fixed, source, f"{prefix}model.", "model.")
     raw_variants = spec.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
         raise ConfigError(f"{source}: {prefix}variants: expected a non-empty list")
@@ -290,7 +299,6 @@ def _is_int(v: Any) -> bool:
 
 
 def _axis_keys() -> list[str]:
-    from ablations.config import flatten, to_dict
 
     return sorted(flatten(to_dict(RunConfig())))
 
@@ -314,7 +322,7 @@ def _variant(item: Any, axis: str, source: str, path: str) -> Variant:
     value = item.get("value", item["name"])
     if axis in SHORT_AXES:
         model.setdefault(axis, value)  # checked with the model keys, named as written
-    merge(ModelConfig(), model, source, f"{path}.", "model.")
+    merge(ViLConfig(), model, source, f"{path}.", "model.")
     sets = _mapping(item.get("set", {}) or {}, source, f"{path}.set")
     overrides = dotted({**{f"model.{k}": v for k, v in model.items()}, **sets,
                         axis_key(axis): value})  # fmt: skip

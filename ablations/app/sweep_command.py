@@ -17,15 +17,16 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ablations.progress import make_progress
+from ablations.app.progress import make_progress
+from ablations.report import build_report, write_index
 from ablations.sweep import checks, rows, spec, worker
+from ablations.train.runtime import init_distributed
 
 log = logging.getLogger("vil-ablate.sweep")
 
@@ -48,15 +49,6 @@ def install_stop(children: list[subprocess.Popen]) -> threading.Event:
     return stop
 
 
-def init_distributed() -> bool:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.is_initialized()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(hours=2))  # idle ranks wait on rank 0
-    return True
-
-
 def _threads(processes: int) -> int:
     """CPU threads per process so that local processes do not oversubscribe the cores."""
     if os.environ.get("OMP_NUM_THREADS"):
@@ -77,7 +69,7 @@ def child_argv(argv: list[str]) -> list[str]:
         if a.startswith("--workers=") or a in ("--rerun", "--retry-failed"):
             continue
         out.append(a)
-    return [sys.executable, "-m", "ablations.cli", *out, "--workers", "1", "--child", "--plain"]
+    return [sys.executable, "-m", "ablations.app.cli", *out, "--workers", "1", "--child", "--plain"]
 
 
 def spawn(s: spec.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess.Popen]:
@@ -144,8 +136,6 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
     print(f"runs: {runs}")
     if not args.no_report:
         try:
-            from ablations.report import build_report, write_index
-
             print(f"report: {build_report(s.exp_dir)}")
             print(f"index: {write_index(Path(s.opts.results))}")
         except Exception as e:  # the results are on disk already; say what failed

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablations.config import ConfigError, RunConfig, flatten, to_dict
+from ablations.schema.config import ConfigError, RunConfig, flatten, to_dict
 
 PRUNERS = ("successive_halving", "hyperband", "none")
 TUNE_KEYS = ("budget_epochs", "trials", "pruner", "seed", "space", "start")

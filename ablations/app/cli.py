@@ -1,5 +1,8 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
+The commands import their modules when they run (so ``--help`` stays quick); the modules
+themselves import only downward (the layers in pyproject.toml, checked by ``lint-imports``).
+
 Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP, eval,
 paths, prepare, doctor. Configuration problems print one line (file, key path, valid choices)
 and exit with code 2, before any training.
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ablations.config import ConfigError, parse_set
+from ablations.schema.config import ConfigError, parse_set
 
 EXIT_CONFIG, EXIT_IO, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -30,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="results folder")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
-                        "(default: <results>/<experiment>/optuna.journal)")  # fmt: skip
+                        "(default: a journal in <results>/<protocol>/<experiment>/)")  # fmt: skip
     p.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
     p.add_argument("--variants", help="comma-separated subset of the experiment's variants")
     p.add_argument("--device", help="cpu, cuda, cuda:N, ... (default: the config's, auto)")
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
-    from ablations.doctor import add_arguments
+    from ablations.app.doctor import add_arguments
 
     add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
     return parser
@@ -128,7 +131,7 @@ def sweep_options(args: argparse.Namespace) -> Any:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import vil
-    from ablations.experiments import load_catalog
+    from ablations.schema.catalog import load_catalog
 
     cat = load_catalog(args.experiments)
     data = {
@@ -157,16 +160,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ablations.sweep import command, resolve
+    from ablations.app import sweep_command
+    from ablations.tune.worker import resolve_tuned
 
-    s = resolve(sweep_options(args), check_data=not args.dry_run)
+    s = resolve_tuned(sweep_options(args), check_data=not args.dry_run)
     if args.dry_run:
         return _dry_run(s, args)
-    return command.run(s, args)
+    return sweep_command.run(s, args)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from ablations.tune import command
+    from ablations.app import tune_command as command
 
     if args.budget is not None and args.budget < 1:
         raise ConfigError(f"--budget: expected a positive number of trials, got {args.budget}")
@@ -195,9 +199,10 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ablations.sweep import resolve, rows, worker
+    from ablations.sweep import rows, worker
+    from ablations.tune.worker import resolve_tuned
 
-    s = resolve(sweep_options(args), check_data=False)
+    s = resolve_tuned(sweep_options(args), check_data=False)
     if not s.exp_dir.is_dir():
         print(f"{s.study_name}: not started ({s.exp_dir} does not exist)")
         return 0
@@ -210,18 +215,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"runs: {path}")
-    from ablations.tune.study import summary_lines
+    from ablations.study.tune import summary_lines
 
-    for line in summary_lines(s, s.exp.variant_names):  # tune studies, where there are any
+    for line in summary_lines(s.place, s.exp.variant_names):  # tune studies, where there are any
         print(line)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ablations.report import build_report, write_index
-    from ablations.sweep import SweepError, resolve, rows, worker
+    from ablations.sweep import SweepError, rows, worker
+    from ablations.tune.worker import resolve_tuned
 
-    s = resolve(sweep_options(args), check_data=False)
+    s = resolve_tuned(sweep_options(args), check_data=False)
     if not (s.exp_dir / "experiment.json").is_file():
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
     rows.write_runs(s.exp_dir, worker.load_study(s))
@@ -231,7 +237,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    from ablations.paths import draw_paths
+    from ablations.report.traversal_figure import draw_paths
 
     try:
         h, w = (int(x) for x in args.grid.lower().split("x"))
@@ -243,9 +249,9 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ablations.config import apply, validate
     from ablations.data import prepare_cache
-    from ablations.experiments import load_catalog
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.config import apply, validate
 
     cat = load_catalog(args.experiments)
     cfg = validate(apply(cat.protocol(args.protocol), parse_set(args.set), "--set"), "--set")
@@ -257,9 +263,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ablations import evaluate
-    from ablations.config import apply
-    from ablations.experiments import load_catalog
+    from ablations.app import evaluate
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.config import apply
 
     overrides = parse_set(args.set)
     if args.device:
@@ -280,7 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from ablations import doctor
+    from ablations.app import doctor
 
     doctor.main(args)
     return 0
@@ -295,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vil-ablate`` and ``run_ablation.py``; returns the exit code."""
     import vil
     from ablations.data import DataConfigError
+    from ablations.study.storage import StorageError
+    from ablations.study.tune import TuneError
     from ablations.sweep import SweepError
-    from ablations.sweep.storage import StorageError
     from ablations.train import PathError
-    from ablations.tune.study import TuneError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",

@@ -15,7 +15,7 @@ from collections import defaultdict
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ablations.sweep.grid import Point
+from ablations.schema.points import Point
 
 RETRYABLE = ("interrupted", "worker_lost")  # fail kinds a retry resumes from the checkpoint
 LOST_REASON = "worker lost (no heartbeat); retried from its last checkpoint"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablations.schema.files import atomic_write, read_json, write_json
+
 NESTED = {"nested": True}  # result.json only: too large or structured for a CSV cell
 RESULT_FILE = "result.json"
 LIVE_STATES = ("RUNNING", "WAITING")  # scheduling states, from the study
@@ -115,7 +117,6 @@ class RunRecord:
                 setattr(self, f.name, values[f.name])
 
     def write(self, run_dir: Path) -> None:
-        from ablations.train.records import write_json  # (ablations.train imports this module)
 
         write_json(Path(run_dir) / RESULT_FILE, self.to_dict())
 
@@ -142,7 +143,6 @@ NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in CSV_COLUMNS if _is_numeric(_
 
 def read(run_dir: Path) -> RunRecord | None:
     """The record in ``run_dir`` (None when there is none or it cannot be read)."""
-    from ablations.train.records import read_json
 
     d = read_json(Path(run_dir) / RESULT_FILE)
     return RunRecord.from_dict(d) if isinstance(d, dict) else None
@@ -162,7 +162,6 @@ def read_all(exp_dir: Path, pattern: str = "runs/*") -> list[RunRecord]:
 
 def write_runs_csv(path: Path, records: list[RunRecord]) -> None:
     """runs.csv: one row per record, the scalar fields as columns."""
-    from ablations.train.records import atomic_write
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")

@@ -14,7 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ablations.config import ConfigError, RunConfig, apply, dotted
+import vil
+from ablations.schema.catalog import Experiment
+from ablations.schema.config import ConfigError, RunConfig, apply, dotted
+from ablations.sweep.plan import num_classes
+from ablations.train.steps import model_cost
 
 MAX_VALUE = 4096  # the search never builds a model deeper or wider than this
 
@@ -44,7 +48,6 @@ _CACHE: dict[tuple[str, int, int], tuple[int, float]] = {}  # one build per mode
 
 def measure(cfg: RunConfig, by: str) -> float:
     """The params or forward FLOPs of ``cfg``'s model (cached per model setting)."""
-    from ablations.sweep.plan import model_cost, num_classes
 
     classes = num_classes(cfg, None)
     key = (repr(cfg.model), cfg.data.img_size, classes)
@@ -86,40 +89,46 @@ def _read(cfg: RunConfig, key: str) -> int:
     value = getattr(getattr(cfg, section), name)
     if value is not None:
         return int(value)
-    import vil
-
     dim, depth = vil.SIZES[cfg.model.size]
     return depth if name == "depth" else dim
 
 
 def solve(
-    cfg: RunConfig, target: float, by: str, key: str = "model.depth", step: int = 1
+    cfg: RunConfig,
+    target: float,
+    by: str,
+    key: str = "model.depth",
+    step: int = 1,
+    cache: dict | None = None,
 ) -> Solved:
     """The value of ``key`` that brings ``cfg``'s params/FLOPs closest to ``target``."""
+    cache = {} if cache is None else cache
 
     def f(v: int) -> float:
-        return measure(apply(cfg, dotted({key: v}), "match"), by)
+        return measure(apply(cfg, dotted({key: v}), "match"), by, cache)
 
     start = depth_guess(f, target) if key == "model.depth" else _read(cfg, key)
     value = closest(f, target, step, start)
     return Solved(by, key, value, f(value), target)
 
 
-def solve_all(sweep: Any, variants: list[str]) -> dict[str, Solved]:
-    """Per variant: its solved value (the reference keeps its own, with its own figure)."""
-    m, exp = sweep.exp.match, sweep.exp
-    seed = exp.seeds[0]
-    ref_cfg = sweep.variant_config(exp.reference, seed)
-    target = measure(ref_cfg, m.by)
+def solve_all(
+    exp: Experiment, config_of: Callable[[str], RunConfig], variants: list[str], source: str
+) -> dict[str, Solved]:
+    """Per variant: its solved value (the reference keeps its own, with its own figure).
+    ``config_of(variant)``: the variant's config before matching (the one layering)."""
+    m, cache = exp.match, {}
+    ref_cfg = config_of(exp.reference)
+    target = measure(ref_cfg, m.by, cache)
     out = {}
     for v in dict.fromkeys([*variants]):
-        cfg = sweep.variant_config(v, seed)
+        cfg = config_of(v)
         if v == exp.reference:
             out[v] = Solved(m.by, m.key, _read(cfg, m.key), target, target)
             continue
         try:
-            out[v] = solve(cfg, target, m.by, m.key, m.step)
+            out[v] = solve(cfg, target, m.by, m.key, m.step, cache)
         except (ValueError, RuntimeError) as e:  # a width the block layout cannot take
-            where = f"{sweep.catalog.source}: experiments.{exp.name}.match: {v}"
+            where = f"{source}: experiments.{exp.name}.match: {v}"
             raise ConfigError(f"{where}: cannot build the model with {m.key}: {e}") from None
     return out

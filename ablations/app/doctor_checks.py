@@ -25,10 +25,17 @@ from typing import Any
 
 import torch
 
-from ablations.config import RunConfig, apply
+from ablations.data import DataConfig, build_datasets, prepare_cache
+from ablations.data.deviceaug import DeviceAugment
+from ablations.data.jpegs import make_jpegs
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import RunConfig, apply
+from ablations.train import train
 from ablations.train.measure import fixed_batch, step_parts
+from ablations.train.runtime import init_distributed
 from ablations.train.steps import train_step
-from benchmarks.common import measure, sync
+from ablations.train.timing import measure, sync
+from vil import kernels, mlstm
 
 # bf16 keeps 8 mantissa bits (eps 2^-8 = 0.0039); the two forms round in different places.
 KERNEL_TOL = {"output": 2e-2, "grad": 5e-2}  # relative max error, kernels vs our parallel
@@ -99,7 +106,6 @@ def _fwd_bwd(fn, inputs: list[torch.Tensor], w: torch.Tensor):
 
 def check_kernels(opts: Any, device: torch.device) -> dict[str, Any]:
     """mlstm-kernels (``model.cell=kernels``) against our parallel form, bf16 inputs."""
-    from vil import kernels, mlstm
 
     if not kernels.available():
         return {"skipped": f"mlstm-kernels not installed: {kernels.INSTALL_HINT}"}
@@ -139,7 +145,7 @@ def check_ddp(opts: Any, timeout_s: float = 300.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="doctor_ddp_") as tmp:
         out = Path(tmp) / "ddp.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "ablations.doctor", "--ddp-worker", str(out),
+               "--nproc_per_node", "2", "-m", "ablations.app.doctor", "--ddp-worker", str(out),
                "--device", "cpu" if gpus < 2 else "cuda"]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": "1", "DOCTOR_RUN_DIR": tmp}  # one run folder
         t = time.perf_counter()
@@ -158,9 +164,6 @@ def check_ddp(opts: Any, timeout_s: float = 300.0) -> dict[str, Any]:
 
 def ddp_worker(out: Path, device: str) -> None:
     """One rank of check_ddp: a few steps of the smoke protocol under torchrun."""
-    from ablations.experiments import load_catalog
-    from ablations.sweep.command import init_distributed
-    from ablations.train import train
 
     init_distributed()
     cat = load_catalog()
@@ -186,12 +189,10 @@ def time_loader(dataset: Any, batch: int, workers: int, seconds: float) -> dict[
     """Images/s of a DataLoader with persistent, prefetching workers, after one warm batch."""
     from torch.utils.data import DataLoader
 
-    from benchmarks.bench_data import _batches
-
     opts = {"persistent_workers": True, "prefetch_factor": 4} if workers else {}
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
                         num_workers=workers, **opts)  # fmt: skip
-    stream = _batches(loader)
+    stream = (batch for _ in iter(int, 1) for batch in loader)  # endless: epochs back to back
     next(stream)  # workers started, first batches in flight
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds or n == 0:
@@ -214,7 +215,6 @@ def loader_verdict(loader_ips: float, workers: int, model_ips: float, cores: int
 
 def time_device_augment(opts: Any, stored: int) -> float:
     """Images/s of ``data.augment_on=device`` (DeviceAugment) on the training device."""
-    from ablations.data.deviceaug import DeviceAugment
 
     device = opts.resolved_device
     images = torch.randint(0, 256, (opts.batch, 3, stored, stored), dtype=torch.uint8)
@@ -225,8 +225,6 @@ def time_device_augment(opts: Any, stored: int) -> float:
 def check_loader(opts: Any, model_ips: float) -> dict[str, Any]:
     """The uint8 cache of generated JPEGs with the paper's augmentation, ``opts.workers``
     persistent workers, against the fastest traversal's train images/s."""
-    from ablations.data import DataConfig, build_datasets, prepare_cache
-    from benchmarks.bench_data import make_jpegs
 
     with tempfile.TemporaryDirectory(prefix="doctor_data_") as tmp:
         root = make_jpegs(Path(tmp) / "jpegs", opts.loader_images, 10)

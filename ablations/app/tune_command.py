@@ -15,18 +15,18 @@ from typing import Any
 
 import torch
 
-from ablations.progress import make_progress
-from ablations.sweep import checks, command, resolve
-from ablations.sweep.grid import Point
+from ablations.app import sweep_command as command
+from ablations.app.progress import make_progress
+from ablations.schema.catalog import load_catalog
+from ablations.schema.points import Point
+from ablations.study.tune import summary_lines
+from ablations.sweep import checks, resolve
 from ablations.sweep.plan import format_plan, plan
-from ablations.tune.study import summary_lines
 from ablations.tune.worker import Job, run_worker
 
 
 def make_job(opts: Any, budget: int | None, check_data: bool = True) -> Job:
     """The tune job: the experiment's variants at its first seed, N trials each."""
-    from ablations.experiments import load_catalog
-
     exp = load_catalog(opts.experiments_file).experiment(opts.experiment)
     opts = dataclasses.replace(opts, seeds=[exp.seeds[0]], tuned=False)
     s = resolve(opts, check_data=check_data)
@@ -77,5 +77,5 @@ def run(job: Job, args: argparse.Namespace, argv: list[str] | None = None) -> in
     for child in children:
         child.wait()
     if not args.child:
-        print("\n".join(summary_lines(job.sweep, job.variants)))
+        print("\n".join(summary_lines(job.sweep.place, job.variants)))
     return 130 if outcome == "interrupted" or stop.is_set() else 0

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import KINDS
+from ablations.schema.datasets import KINDS
+from ablations.schema.errors import DataConfigError
 
-DATASETS = list(KINDS)  # the registry's names (registry.py), in registration order
 AUGMENTS = ["paper", "light", "none"]
 AUGMENT_ON = ["workers", "device"]  # "device": deviceaug.DeviceAugment on uint8 cache batches
 CLASS_LISTS = ["vil", "cmc"]  # or a path to a file of wnids
@@ -20,16 +20,12 @@ SPLITS = ["standard", "tune"]
 CACHE_CROP_PCT = 0.875
 
 
-class DataConfigError(ValueError):
-    """A bad data setting or a bad dataset on disk; the message is one line."""
-
-
 @dataclass
 class DataConfig:
     """Everything that decides which images a run sees and how they are augmented."""
 
-    dataset: str = "synthetic"  # a registry name (DATASETS): synthetic, cifar100, ...
-    root: str | None = None  # dataset folder (its layout: registry.KINDS[dataset].layout)
+    dataset: str = "synthetic"  # a registry name (schema.datasets.KINDS): synthetic, cifar100, ...
+    root: str | None = None  # dataset folder (its layout: KINDS[dataset].layout)
     download: bool = False  # cifar10/100: fetch into root when missing (else read only)
     class_list: str = "vil"  # imagenet100: "vil" (first 100 sorted), "cmc", or a wnid file
     img_size: int = 128  # training/eval resolution (square)
@@ -59,7 +55,7 @@ class DataConfig:
 
     def validate(self) -> DataConfig:
         """Raise DataConfigError (one line, naming key, value and choices) on bad settings."""
-        _choice("dataset", self.dataset, DATASETS)
+        _choice("dataset", self.dataset, list(KINDS))
         _choice("augment", self.augment, AUGMENTS)
         _choice("split", self.split, SPLITS)
         kind = KINDS[self.dataset]
