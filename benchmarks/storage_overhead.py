@@ -31,12 +31,13 @@ def _open(url: str | None, exp_dir: Path, name: str) -> optuna.Study:
                                load_if_exists=True)  # fmt: skip
 
 
-def _one_trial(study: optuna.Study) -> bool:
+def _one_trial(study: optuna.Study, lock: storage.GridLock) -> bool:
     """The storage calls of one sweep trial; False when nothing is WAITING."""
-    trial = storage.claim_waiting(study)
+    trial = storage.claim_waiting(study, lock)
     if trial is None:
         return False
     trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+    trial.set_user_attr("heartbeat", time.time())  # one beat (a real trial beats every 10 s)
     study.tell(trial, 0.5)  # results live in the run record, not in the study
     return True
 
@@ -44,10 +45,12 @@ def _one_trial(study: optuna.Study) -> bool:
 def _worker(url: str | None, exp_dir: str, name: str, ready: Any, out: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open(url, Path(exp_dir), name)
+    lock = storage.GridLock(url, Path(exp_dir), name)
     ready.wait()  # every worker has imported and opened the storage: the clock starts
     t0, n = time.perf_counter(), 0
-    while _one_trial(study):
+    while _one_trial(study, lock):
         n += 1
+    lock.close()
     out.put((n, time.perf_counter() - t0))
 
 

@@ -75,15 +75,14 @@ def test_pruner_names_map_to_optuna_pruners():
 def test_proposals_depend_on_seed_and_trial_number_only():
     import optuna
 
-    from ablations.study.tune import seed_sampler
+    from ablations.study.tune import propose
 
     def proposals(seed: int, n: int) -> list[float]:
         study = optuna.create_study(direction="maximize")
         out = []
         for _ in range(n):
             trial = study.ask()
-            seed_sampler(study, seed, trial.number)
-            out.append(trial.suggest_float("train.lr", 1e-4, 1e-2, log=True))
+            out.append(propose(study, trial, seed, {"train.lr": (1e-4, 1e-2, True)})["train.lr"])
             study.tell(trial, 0.0)
         return out
 

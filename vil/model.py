@@ -166,18 +166,26 @@ class VisionLSTM(nn.Module):
 
 def create_model(
     size: str | ViLConfig = "tiny",
+    traversal: str | None = None,
+    pooling: str | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    patch_size: int | None = None,
+    num_classes: int | None = None,
     pretrained_source: str = "train",
     **fields,
 ) -> VisionLSTM:
-    """Build a ViL from a ``ViLConfig`` or a size name plus ViLConfig fields.
+    """Build a ViL from a ``ViLConfig`` or a size name, plus ViLConfig fields.
 
-    ``create_model("tiny", traversal="bi", img_size=128)``, or ``create_model(cfg)`` /
-    ``create_model(cfg, num_classes=10)`` (fields replace the config's). ``pooling`` None is
-    the design's (v1 bilateral_avg, v2 bilateral_concat). ``pretrained``: a published
-    checkpoint's name (``vil.PRETRAINED``), a URL or a file, whose state dict is in the
-    ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``; published files: train).
+    ``create_model("tiny", "bi", img_size=128)`` or ``create_model(cfg, num_classes=10)``:
+    arguments given replace the config's. A size name starts from ViLConfig's defaults
+    with ``pooling`` None, the design's (v1 bilateral_avg, v2 bilateral_concat).
+    ``pretrained``: a published checkpoint's name (``vil.PRETRAINED``), a URL or a file,
+    whose state dict is in the ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``).
     """
     base = size if isinstance(size, ViLConfig) else ViLConfig(size=size, pooling=None)
+    given = {"traversal": traversal, "pooling": pooling, "img_size": img_size,
+             "patch_size": patch_size, "num_classes": num_classes}  # fmt: skip
+    fields.update({k: v for k, v in given.items() if v is not None})
     valid = {f.name for f in fields_of(ViLConfig)}
     unknown = set(fields) - valid
     if unknown:

@@ -61,7 +61,7 @@ def doctor_config(base: RunConfig, opts: Any, traversal: str) -> RunConfig:
 def check_traversal(base: RunConfig, opts: Any, traversal: str) -> dict[str, Any]:
     """Train ``opts.steps`` steps on one fixed batch, then time ``opts.repeats`` more."""
     cfg = doctor_config(base, opts, traversal)
-    torch._dynamo.reset()  # fresh compile caches per traversal (recompile limits)
+    torch.compiler.reset()  # fresh compile caches per traversal (recompile limits)
     parts = step_parts(cfg)
     images, labels = fixed_batch(cfg, opts.batch, parts.rt.device)
     losses = []

@@ -43,17 +43,9 @@ class Solved:
         return self.figure / self.target - 1.0
 
 
-_CACHE: dict[tuple[str, int, int], tuple[int, float]] = {}  # one build per model setting
-
-
-def measure(cfg: RunConfig, by: str) -> float:
-    """The params or forward FLOPs of ``cfg``'s model (cached per model setting)."""
-
-    classes = num_classes(cfg, None)
-    key = (repr(cfg.model), cfg.data.img_size, classes)
-    if key not in _CACHE:
-        _CACHE[key] = model_cost(cfg, classes)
-    params, flops = _CACHE[key]
+def measure(cfg: RunConfig, by: str, cache: dict | None = None) -> float:
+    """The params or forward FLOPs of ``cfg``'s model (``cache``: one build per setting)."""
+    params, flops = model_cost(cfg, num_classes(cfg, None), cache)
     return float(params if by == "params" else flops)
 
 

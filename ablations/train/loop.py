@@ -67,6 +67,7 @@ class Parts:
     params: int
     flops: float
     augment: Callable | None = None  # data.augment_on=device: uint8 batch -> augmented floats
+    ddp: nn.Module | None = None  # the DDP wrapper (no_sync between micro-batches), if any
 
 
 def _null(*_: Any, **__: Any) -> None:
@@ -133,9 +134,10 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     params, flops = vil.count_params(model), vil.count_flops(model, config.data.img_size)
     model.to(rt.device)
     step_model: nn.Module = model
+    ddp = None
     if rt.distributed:
         ids = [rt.device.index] if rt.device.type == "cuda" else None
-        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        step_model = ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if rt.compile:
         step_model = torch.compile(step_model)
     optimizer = make_optimizer(model, config.train)
@@ -148,7 +150,7 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
         augment = DeviceAugment(config.data.img_size)
     return Parts(
         rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,
-        augment,
+        augment, ddp,
     )  # fmt: skip
 
 

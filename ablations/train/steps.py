@@ -62,10 +62,9 @@ def micro_slices(batch: int, micro_batch: int | None) -> list[slice]:
     return [slice(a, a + size) for a in range(0, batch, size)]
 
 
-def _sync_grads_on(step_model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+def _sync_grads_on(ddp: nn.Module | None, last: bool) -> contextlib.AbstractContextManager:
     """DDP: all-reduce gradients only in the backward pass of the last micro-batch."""
-    ddp = getattr(step_model, "_orig_mod", step_model)  # under torch.compile
-    if last or not isinstance(ddp, nn.parallel.DistributedDataParallel):
+    if last or ddp is None:
         return contextlib.nullcontext()
     return ddp.no_sync()
 
@@ -90,7 +89,7 @@ def train_step(
     pieces = micro_slices(images.size(0), tc.micro_batch)
     total = torch.zeros((), device=rt.device)
     for k, part in enumerate(pieces):
-        with _sync_grads_on(parts.step_model, k == len(pieces) - 1):
+        with _sync_grads_on(getattr(parts, "ddp", None), k == len(pieces) - 1):
             with autocast(rt):
                 logits = parts.step_model(images[part])
             loss = soft_cross_entropy(logits, targets[part].to(logits.device), tc.label_smoothing)
