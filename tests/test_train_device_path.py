@@ -13,7 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import ConfigError, apply, validate
 from ablations.train import TrialFailed, loop, train
-from ablations.train.runtime import check_device, resolve_device, resolve_runtime
+from ablations.schema.device import check_device, resolve_device
+from ablations.train.runtime import resolve_runtime
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The checks of ``vil-ablate doctor`` (ablations/doctor.py): each returns a plain dict row.
+"""The checks of ``vil-ablate doctor`` (ablations/app/doctor.py): each returns a plain dict row.
 
 - ``check_traversal``: the real train step (ablations.train.steps.train_step: compile on
   CUDA, bf16 autocast, clipping, AdamW) repeated on one fixed batch: finite and decreasing
@@ -167,7 +167,6 @@ def ddp_worker(out: Path, device: str) -> None:
 
     init_distributed()
     cat = load_catalog()
-    cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), "alternating", 0)
     train_over = {
         "device": device,
         "log_every": 2,
@@ -175,7 +174,10 @@ def ddp_worker(out: Path, device: str) -> None:
         "batch_size": 16,
         "micro_batch": 4,
     }  # 2 micro-batches per rank: DDP's no_sync path too
-    cfg = apply(cfg, {"data": {"img_size": 16}, "train": train_over}, "doctor")
+    layer = {"data": {"img_size": 16}, "train": train_over}
+    cfg = cat.experiment("table2").config_for(
+        cat.protocol("smoke"), "alternating", 0, final=("doctor", layer)
+    )
     with tempfile.TemporaryDirectory(prefix="doctor_rank_") as tmp:
         run_dir = Path(os.environ.get("DOCTOR_RUN_DIR", tmp))
         result = train(cfg, run_dir / "run")

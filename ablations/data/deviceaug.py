@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as tnn
 
 from .fastaug import _MEAN, _STD, SOLARIZE_THRESHOLD
-from .transforms import blur_kernel_size
+from .recipe import blur_kernel_size
 
 N_UNIFORMS = 49  # per image, laid out as in fastaug.TensorTransform.__call__
 

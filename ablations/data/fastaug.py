@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as tnn
 from torchvision.transforms.v2 import functional as F
 
-from .transforms import BICUBIC, IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size
+from .recipe import BICUBIC, IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

@@ -23,12 +23,10 @@ Augment presets:
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SOURCES = ("raw", "square", "exact")
-BICUBIC = InterpolationMode.BICUBIC
+from .fastaug import TensorTransform
+from .recipe import BICUBIC, IMAGENET_MEAN, IMAGENET_STD, SOURCES, blur_kernel_size  # noqa: F401
 
 
 def _to_float() -> list[v2.Transform]:
@@ -50,11 +48,6 @@ def _eval_view(img_size: int, source: str) -> list[v2.Transform]:
     if source == "square":
         return [v2.Resize(img_size, interpolation=BICUBIC, antialias=True)]
     return []
-
-
-def blur_kernel_size(img_size: int) -> int:
-    """Covers +-3 sigma of the largest sigma (2.0; PIL's radius is the sigma), odd, < side."""
-    return min(13, img_size - 1 if img_size % 2 == 0 else img_size)
 
 
 def three_augment(img_size: int) -> v2.Transform:
@@ -92,17 +85,10 @@ def v2_train_transform(augment: str, img_size: int, source: str) -> v2.Compose:
     return v2.Compose(steps + _to_float())
 
 
-def v2_eval_transform(img_size: int, source: str) -> v2.Compose:
-    """The paper's eval view: Resize(shorter side, bicubic) + CenterCrop, then normalize."""
-    return v2.Compose(_eval_view(img_size, source) + _to_float())
-
-
 def train_transform(augment: str, img_size: int, source: str):
     """Training transform for ``source``: v2 for decoded files, fused for uint8 tensors."""
     if source == "raw":
         return v2_train_transform(augment, img_size, source)
-    from .fastaug import TensorTransform  # lazy: fastaug imports this module's constants
-
     return TensorTransform(augment, img_size, source)
 
 

@@ -101,11 +101,13 @@ class Experiment:
         device: str | None = None,
         matched: Mapping[str, Any] | None = None,
         tuned: Mapping[str, Any] | None = None,
+        final: tuple[str, Mapping[str, Any]] | None = None,
     ) -> RunConfig:
         """The one layering of a grid point's config, used for every trial and record:
         protocol < experiment's fixed model < --set < variant < matched < tuned < seed
-        < --device. ``matched``: the solved depth (match:); ``tuned``: the variant's best
-        tune parameters (sweep --tuned); both nested overrides."""
+        < --device < final. ``matched``: the solved depth (match:); ``tuned``: the
+        variant's best tune parameters (sweep --tuned); ``final``: (source, overrides) of a
+        purpose's own layer (a tune trial's split and budget, the doctor's short run)."""
         v = self.variant(variant)
         cfg = apply(protocol, {"model": self.model}, f"experiment {self.name}")
         cfg = apply(cfg, cli or {}, "--set")
@@ -115,6 +117,8 @@ class Experiment:
         cfg = apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
         if device:
             cfg = apply(cfg, {"train": {"device": device}}, "--device")
+        if final:
+            cfg = apply(cfg, final[1], final[0])
         return cfg
 
 

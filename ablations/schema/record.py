@@ -84,7 +84,7 @@ class RunRecord:
     trial: int | None = None  # Optuna trial number
     attempt: int | None = None
     run_dir: str = ""  # relative to the experiment folder
-    # Tuning (ablations/tune/) and matching (ablations/matching.py).
+    # Tuning (ablations/tune/) and matching (ablations/sweep/matching.py).
     tune_trials: int | None = None  # finished trials of the variant's tune study (sweep --tuned)
     tune_pruned: int | None = None  # how many of them the pruner stopped early
     tune_best_top1: float | None = None  # tuning-split top-1 of the best trial (not val)

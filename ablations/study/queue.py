@@ -3,7 +3,7 @@
 A trial carries only what scheduling needs, as user attributes set at enqueue time:
 ``variant``, ``seed``, ``fingerprint`` (of the point's science config), ``run_dir``,
 ``attempt``, ``resume``, and on failure ``fail_kind``. Results live in the run record
-(ablations/runs.py), never here. A point is done when a COMPLETE trial with the point's
+(ablations/schema/record.py), never here. A point is done when a COMPLETE trial with the point's
 current fingerprint exists; ``reconcile`` enqueues what is missing (under the grid lock),
 including retries of interrupted or lost trials, which resume from the trial's checkpoint.
 """

@@ -91,12 +91,15 @@ class Sweep:
     def config_for(self, p: grid.Point) -> RunConfig:
         return self.configs[p]
 
-    def variant_config(self, variant: str, seed: int, tuned: dict | None = None) -> RunConfig:
-        """A variant's config through the one layering (``tuned``: nested overrides)."""
+    def variant_config(
+        self, variant: str, seed: int, tuned: dict | None = None, final: tuple | None = None
+    ) -> RunConfig:
+        """A variant's config through the one layering (``tuned``: nested overrides;
+        ``final``: (source, overrides) of a purpose's own last layer)."""
         m = self.matched.get(variant)
         proto = self.catalog.protocol(self.protocol)
         return self.exp.config_for(proto, variant, seed, self.opts.overrides, self.opts.device,
-                                   m.overrides if m else None, tuned)  # fmt: skip
+                                   m.overrides if m else None, tuned, final)  # fmt: skip
 
     def record_for(self, p: grid.Point) -> runs.RunRecord:
         """The identity part of a point's record (the trial fills in the rest)."""

@@ -1,4 +1,4 @@
-"""Filling a run's record (ablations/runs.py) from what this run resolved: its config, the
+"""Filling a run's record (ablations/schema/record.py) from what this run resolved: its config, the
 runtime (device, precision, compile, world size) and what the data builder found."""
 
 from __future__ import annotations

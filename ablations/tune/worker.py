@@ -14,7 +14,7 @@ from typing import Any
 
 from ablations.schema import record as runs
 from ablations.schema import tune_space as space
-from ablations.schema.config import RunConfig, apply, dotted, science
+from ablations.schema.config import RunConfig, dotted, science
 from ablations.schema.points import Point
 from ablations.study import tune as studies
 from ablations.study.storage import Heartbeat
@@ -59,7 +59,8 @@ class Job:
         warmup = cfg.train.warmup_epochs * epochs / max(cfg.train.epochs, 1)
         layer = {"data": {"split": "tune"},
                  "train": {"epochs": epochs, "warmup_epochs": warmup, "eval_every": 1}}  # fmt: skip
-        return apply(cfg, layer, f"{self.sweep.exp.name}/{variant} (tune)")
+        final = (f"{self.sweep.exp.name}/{variant} (tune)", layer)
+        return self.sweep.variant_config(variant, self.seed, dotted(params), final)
 
     def fingerprint(self, variant: str) -> str:
         """The variant's trial config without the searched keys."""
