@@ -180,11 +180,26 @@ def _first_batches(workers: int, n: int = 2):
 
 
 def test_workers_are_persistent_prefetch_and_give_the_same_images_for_any_count():
+    _, none = _first_batches(0)  # in this process: the same per-sample seeds as in workers
     one, a = _first_batches(1)
     two, b = _first_batches(2)
     assert one.persistent_workers and two.persistent_workers and one.prefetch_factor == 4
-    for x, y in zip(a, b, strict=True):
-        assert torch.equal(x, y)
+    for x, y, z in zip(none, a, b, strict=True):
+        assert torch.equal(x, y) and torch.equal(x, z)
+
+
+def test_an_epoch_has_the_same_batches_after_earlier_epochs_as_in_a_resumed_process():
+    # A persistent worker's iterator is reused from epoch to epoch; a resumed run starts a
+    # fresh one at its epoch: both must give epoch 1 the same order and augmentation.
+    _, fresh = _first_batches(1)  # a new loader, started at epoch 1
+    cfg = _cfg(data={"num_workers": 1})
+    loaders = loop._build(cfg, resolve_runtime(cfg.train)).loaders
+    loaders.set_epoch(0, 0)
+    assert len(list(loaders.train)) == 4  # epoch 0, all of it
+    loaders.set_epoch(0, 1)
+    it = iter(loaders.train)
+    for x in fresh:
+        assert torch.equal(next(it)[0], x)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only machine")
