@@ -112,9 +112,13 @@ def test_accumulated_step_equals_the_unsplit_step():
 
 # Reads that are host-side by design, or CPU-only: the optimiser's step counters (PyTorch
 # keeps them on the CPU unless capturable/fused), the mixer's and the augmentation's CPU RNG
-# draws, and the factorised cell's range check, which vil.mlstm.parallel makes on CPU only.
-HOST_SIDE = (("torch/optim/", ""), ("ablations/data/", ""), ("vil/factor_cell.py", "factorisable"))
+# draws, the samplers' index lists, and the factorised cell's range check, which
+# vil.mlstm.parallel makes on CPU only.
+HOST_SIDE = (("torch/optim/", ""), ("ablations/data/", ""), ("torch/utils/data/", ""),
+             ("vil/factor_cell.py", "factorisable"))  # fmt: skip
 SYNC_OPS = ("aten._local_scalar_dense", "aten.item")
+# On CPU these reach the host without a dispatcher op the mode above could see.
+HOST_READS = ("cpu", "tolist", "numpy", "item")
 
 
 class CountSyncs(TorchDispatchMode):
@@ -130,14 +134,27 @@ class CountSyncs(TorchDispatchMode):
         # a copy to the host: on CPU, a copy of a CPU tensor asked for with device="cpu"
         to_cpu = name == "aten._to_copy" and str(kwargs.get("device", "")) == "cpu"
         if name in SYNC_OPS or to_cpu:
-            stack = traceback.extract_stack()
-            frames = [f"{f.filename}:{f.lineno} {f.name}" for f in stack]
-            if not any(
-                p in f.filename and f.name.startswith(n) for f in stack for p, n in HOST_SIDE
-            ):
-                self.counts[self.step] = self.counts.get(self.step, 0) + 1
-                self.where.setdefault(self.step, frames[-6:-1])
+            self.note()
         return func(*args, **kwargs)
+
+    def note(self) -> None:
+        """Charge one host read to the current step, unless it is host-side by design."""
+        stack = traceback.extract_stack()
+        if not any(p in f.filename and f.name.startswith(n) for f in stack for p, n in HOST_SIDE):
+            self.counts[self.step] = self.counts.get(self.step, 0) + 1
+            self.where.setdefault(self.step, [f"{f.filename}:{f.lineno} {f.name}" for f in stack])
+
+    def patch_host_reads(self, monkeypatch) -> None:
+        """Count ``Tensor.cpu/.tolist/.numpy/.item`` calls too (see HOST_READS)."""
+        for name in HOST_READS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name)))
+
+    def _counted(self, real):
+        def counted(tensor, *args, **kwargs):
+            self.note()
+            return real(tensor, *args, **kwargs)
+
+        return counted
 
 
 @pytest.mark.parametrize("micro_batch", [None, 4])
@@ -153,15 +170,43 @@ def test_no_host_sync_between_reads(tmp_path, monkeypatch, micro_batch):
 
     monkeypatch.setattr(loop, "train_step", marked)
     cfg = _cfg({"log_every": 3, "micro_batch": micro_batch}, {"train_samples": 128})
+    counter.patch_host_reads(monkeypatch)
     with counter:
         train(cfg, tmp_path)
+    monkeypatch.undo()
     reads = {2, 5, 7}
     for step in range(8):
         n = counter.counts.get(step, 0)
         if step in reads:
             assert n > 0, f"step {step}: the read at the cadence was not seen"
         else:
-            assert n == 0, f"step {step}: {n} host syncs, first at {counter.where[step]}"
+            where = counter.where[step][-6:-1] if n else None
+            assert n == 0, f"step {step}: {n} host syncs, first at {where}"
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device: torch.cuda.set_sync_debug_mode sees CUDA syncs only",
+)
+@pytest.mark.parametrize(("compile_", "micro_batch"), [("off", None), ("off", 4), ("on", None)])
+def test_no_cuda_sync_between_reads(tmp_path, monkeypatch, compile_, micro_batch):
+    """The same steps on the GPU, with CUDA itself raising at any synchronising call in an
+    interval that does not end in a read (compiled: step 0 compiles and may sync)."""
+    reads = {2, 5, 7} | ({0} if compile_ == "on" else set())
+    real_step = loop.train_step
+
+    def strict(parts, images, labels, cfg, step):
+        torch.cuda.set_sync_debug_mode("default" if step in reads else "error")
+        return real_step(parts, images, labels, cfg, step)
+
+    monkeypatch.setattr(loop, "train_step", strict)
+    over = {"log_every": 3, "micro_batch": micro_batch, "device": "cuda", "compile": compile_}
+    cfg = _cfg(over, {"train_samples": 128})
+    try:
+        record = train(cfg, tmp_path)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert record.state == "COMPLETE" and record.steps_done == 8
 
 
 def test_non_finite_loss_found_at_the_cadence_names_its_step(tmp_path):
