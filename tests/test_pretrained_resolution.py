@@ -83,8 +83,8 @@ def test_create_model_at_another_resolution_and_what_stays_an_error(tmp_path):
     sd, opts = _reference()
     path = tmp_path / "ckpt.th"
     torch.save({"state_dict": sd}, path)  # the published files' layout
-    o = {**opts, "img_size": (10, 10)}
-    model = vil.create_model("nano", o.pop("traversal"), o.pop("pooling"), pretrained=str(path), **o)
+    o = {**opts, "img_size": (10, 10), "pretrained": str(path)}
+    model = vil.create_model("nano", o.pop("traversal"), o.pop("pooling"), **o)
     assert model.pos_embed.shape == (1, 25, opts["dim"])
     with pytest.raises(ConversionError, match=r"'pos_embed.embed' has shape \(1, 4, 4, 7\)"):
         vil.load_reference_state_dict(model, {**sd, "pos_embed.embed": torch.zeros(1, 4, 4, 7)})
