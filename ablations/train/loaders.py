@@ -65,10 +65,14 @@ class SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
         # The CPU generator only (augmentation runs on the CPU): torch.manual_seed would also
-        # reseed CUDA's, which drop path draws from in this process.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        # reseed CUDA's, which drop path draws from in this process. (fork_rng: 3x slower.)
+        rng = torch.default_generator
+        state = rng.get_state()
+        try:
+            rng.manual_seed(seed)
             return self.dataset[index]
+        finally:
+            rng.set_state(state)
 
 
 @dataclass
