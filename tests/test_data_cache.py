@@ -13,6 +13,9 @@ import torch
 
 from ablations.data import DataConfig, build_datasets, cache_build, prepare_cache
 from ablations.data.cache import MARKER, read_index
+from ablations.schema.config import RunConfig, apply, science, to_dict
+from ablations.schema.record import fingerprint
+from ablations.train.checkpoint import config_changes
 
 try:
     from data_fixtures import WNIDS, make_tree, write_jpeg, write_list
@@ -133,6 +136,19 @@ def test_cached_view_matches_decoded_view(tree, tmp_path):
         assert x.shape == y.shape == (3, 32, 32)
         # Same region, different resampling paths: close, not bit-identical.
         assert float((x - y).abs().mean()) < 0.25
+
+
+def test_the_cache_changes_pixels_so_it_is_in_the_fingerprint(tree, tmp_path):
+    cached = build_datasets(_cfg(tree, tmp_path / "c", augment="none"))
+    raw = build_datasets(_cfg(tree, tmp_path / "c", augment="none", cache=False))
+    for a, b in ((cached.val, raw.val), (cached.train, raw.train)):  # no random draw at all
+        assert all(not torch.equal(a[i][0], b[i][0]) for i in range(len(a)))
+    on = RunConfig()
+    off = apply(on, {"data": {"cache": False}}, "t")
+    assert "data.cache" not in science(on)  # the default: fingerprints of earlier runs kept
+    assert science(off)["data.cache"] is False
+    assert fingerprint(science(on)) != fingerprint(science(off))
+    assert "data.cache" in config_changes(to_dict(on), to_dict(off))  # no resume across it
 
 
 def test_cached_dataset_pickles_without_its_memmap(tree, tmp_path):

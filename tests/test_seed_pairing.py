@@ -57,3 +57,10 @@ def test_pairing_holds_with_loader_workers(tmp_path, monkeypatch):
     # Workers augment with seeds drawn from the loader's generator (reseeded per epoch).
     alt = _batches(tmp_path, "alternating", 0, monkeypatch, workers=1, epochs=1)
     assert len(alt) == 4 and alt == _batches(tmp_path, "quad", 0, monkeypatch, 1, epochs=1)
+
+
+def test_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path, monkeypatch):
+    # data.num_workers is not science (config.NOT_SCIENCE): 0, 1 and 2 workers must give the
+    # same augmented and mixed batches, or a report would pair runs that saw other images.
+    runs = [_batches(tmp_path, "alternating", 0, monkeypatch, n, epochs=2) for n in (0, 1, 2)]
+    assert len(runs[0]) == 8 and runs[0] == runs[1] == runs[2]

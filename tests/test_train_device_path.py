@@ -12,8 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import ConfigError, apply, validate
-from ablations.train import TrialFailed, loop, train
 from ablations.schema.device import check_device, resolve_device
+from ablations.train import TrialFailed, loop, train
 from ablations.train.runtime import resolve_runtime
 
 
@@ -92,9 +92,11 @@ def _initial_state(cfg):
 
 
 def test_accumulated_step_equals_the_unsplit_step():
+    # grad_clip=0: the gradients compared are the raw ones. Clipping to a norm, and AdamW's
+    # m / sqrt(v), would hide a constant factor (a missing 1 / len(pieces)).
     data = {"mixup_prob": 1.0, "cutmix_prob": 0.0}  # mixing across micro-batch borders
-    whole_loss, whole, whole_g = _one_step(_cfg({"grad_clip": 1.0}, data))
-    split_loss, split, split_g = _one_step(_cfg({"grad_clip": 1.0, "micro_batch": 4}, data))
+    whole_loss, whole, whole_g = _one_step(_cfg({"grad_clip": 0.0}, data))
+    split_loss, split, split_g = _one_step(_cfg({"grad_clip": 0.0, "micro_batch": 4}, data))
     start = _initial_state(_cfg(data=data))
     assert split_loss == pytest.approx(whole_loss, rel=1e-6)
     assert whole_g.keys() == split_g.keys()
@@ -111,9 +113,13 @@ def test_accumulated_step_equals_the_unsplit_step():
 
 # Reads that are host-side by design, or CPU-only: the optimiser's step counters (PyTorch
 # keeps them on the CPU unless capturable/fused), the mixer's and the augmentation's CPU RNG
-# draws, and the factorised cell's range check, which vil.mlstm.parallel makes on CPU only.
-HOST_SIDE = (("torch/optim/", ""), ("ablations/data/", ""), ("vil/factor_cell.py", "factorisable"))
+# draws, the samplers' index lists, and the factorised cell's range check, which
+# vil.mlstm.parallel makes on CPU only.
+HOST_SIDE = (("torch/optim/", ""), ("ablations/data/", ""), ("torch/utils/data/", ""),
+             ("vil/factor_cell.py", "factorisable"))  # fmt: skip
 SYNC_OPS = ("aten._local_scalar_dense", "aten.item")
+# On CPU these reach the host without a dispatcher op the mode above could see.
+HOST_READS = ("cpu", "tolist", "numpy", "item")
 
 
 class CountSyncs(TorchDispatchMode):
@@ -129,14 +135,27 @@ class CountSyncs(TorchDispatchMode):
         # a copy to the host: on CPU, a copy of a CPU tensor asked for with device="cpu"
         to_cpu = name == "aten._to_copy" and str(kwargs.get("device", "")) == "cpu"
         if name in SYNC_OPS or to_cpu:
-            stack = traceback.extract_stack()
-            frames = [f"{f.filename}:{f.lineno} {f.name}" for f in stack]
-            if not any(
-                p in f.filename and f.name.startswith(n) for f in stack for p, n in HOST_SIDE
-            ):
-                self.counts[self.step] = self.counts.get(self.step, 0) + 1
-                self.where.setdefault(self.step, frames[-6:-1])
+            self.note()
         return func(*args, **kwargs)
+
+    def note(self) -> None:
+        """Charge one host read to the current step, unless it is host-side by design."""
+        stack = traceback.extract_stack()
+        if not any(p in f.filename and f.name.startswith(n) for f in stack for p, n in HOST_SIDE):
+            self.counts[self.step] = self.counts.get(self.step, 0) + 1
+            self.where.setdefault(self.step, [f"{f.filename}:{f.lineno} {f.name}" for f in stack])
+
+    def patch_host_reads(self, monkeypatch) -> None:
+        """Count ``Tensor.cpu/.tolist/.numpy/.item`` calls too (see HOST_READS)."""
+        for name in HOST_READS:
+            monkeypatch.setattr(torch.Tensor, name, self._counted(getattr(torch.Tensor, name)))
+
+    def _counted(self, real):
+        def counted(tensor, *args, **kwargs):
+            self.note()
+            return real(tensor, *args, **kwargs)
+
+        return counted
 
 
 @pytest.mark.parametrize("micro_batch", [None, 4])
@@ -152,15 +171,43 @@ def test_no_host_sync_between_reads(tmp_path, monkeypatch, micro_batch):
 
     monkeypatch.setattr(loop, "train_step", marked)
     cfg = _cfg({"log_every": 3, "micro_batch": micro_batch}, {"train_samples": 128})
+    counter.patch_host_reads(monkeypatch)
     with counter:
         train(cfg, tmp_path)
+    monkeypatch.undo()
     reads = {2, 5, 7}
     for step in range(8):
         n = counter.counts.get(step, 0)
         if step in reads:
             assert n > 0, f"step {step}: the read at the cadence was not seen"
         else:
-            assert n == 0, f"step {step}: {n} host syncs, first at {counter.where[step]}"
+            where = counter.where[step][-6:-1] if n else None
+            assert n == 0, f"step {step}: {n} host syncs, first at {where}"
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device: torch.cuda.set_sync_debug_mode sees CUDA syncs only",
+)
+@pytest.mark.parametrize(("compile_", "micro_batch"), [("off", None), ("off", 4), ("on", None)])
+def test_no_cuda_sync_between_reads(tmp_path, monkeypatch, compile_, micro_batch):
+    """The same steps on the GPU, with CUDA itself raising at any synchronising call in an
+    interval that does not end in a read (compiled: step 0 compiles and may sync)."""
+    reads = {2, 5, 7} | ({0} if compile_ == "on" else set())
+    real_step = loop.train_step
+
+    def strict(parts, images, labels, cfg, step):
+        torch.cuda.set_sync_debug_mode("default" if step in reads else "error")
+        return real_step(parts, images, labels, cfg, step)
+
+    monkeypatch.setattr(loop, "train_step", strict)
+    over = {"log_every": 3, "micro_batch": micro_batch, "device": "cuda", "compile": compile_}
+    cfg = _cfg(over, {"train_samples": 128})
+    try:
+        record = train(cfg, tmp_path)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert record.state == "COMPLETE" and record.steps_done == 8
 
 
 def test_non_finite_loss_found_at_the_cadence_names_its_step(tmp_path):
@@ -181,11 +228,26 @@ def _first_batches(workers: int, n: int = 2):
 
 
 def test_workers_are_persistent_prefetch_and_give_the_same_images_for_any_count():
+    _, none = _first_batches(0)  # in this process: the same per-sample seeds as in workers
     one, a = _first_batches(1)
     two, b = _first_batches(2)
     assert one.persistent_workers and two.persistent_workers and one.prefetch_factor == 4
-    for x, y in zip(a, b, strict=True):
-        assert torch.equal(x, y)
+    for x, y, z in zip(none, a, b, strict=True):
+        assert torch.equal(x, y) and torch.equal(x, z)
+
+
+def test_an_epoch_has_the_same_batches_after_earlier_epochs_as_in_a_resumed_process():
+    # A persistent worker's iterator is reused from epoch to epoch; a resumed run starts a
+    # fresh one at its epoch: both must give epoch 1 the same order and augmentation.
+    _, fresh = _first_batches(1)  # a new loader, started at epoch 1
+    cfg = _cfg(data={"num_workers": 1})
+    loaders = loop._build(cfg, resolve_runtime(cfg.train)).loaders
+    loaders.set_epoch(0, 0)
+    assert len(list(loaders.train)) == 4  # epoch 0, all of it
+    loaders.set_epoch(0, 1)
+    it = iter(loaders.train)
+    for x in fresh:
+        assert torch.equal(next(it)[0], x)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only machine")

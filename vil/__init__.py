@@ -13,6 +13,7 @@ from vil.model import ViLConfig, VisionLSTM, create_model
 from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
 from vil.pretrained import PRETRAINED
 from vil.registry import Registry, UnknownNameError
+from vil.resample import resample_pos_embed
 from vil.sizes import SIZES
 from vil.traversals import (
     ORDERS,
@@ -51,4 +52,5 @@ __all__ = [
     "mlstm",
     "register_pooling",
     "register_traversal",
+    "resample_pos_embed",
 ]

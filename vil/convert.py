@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from vil.resample import notice, resample_pos_embed
 from vil.traversals import Direction
 
 REFERENCE_SOURCES = ("train", "hub_v1", "hub_v2")
@@ -77,6 +78,7 @@ class _Source:
 
     def __init__(self, sd: dict, gradients: bool) -> None:
         self.sd = {k: v for k, v in sd.items() if "causal_mask" not in k}  # old buffers
+        self.gradients = gradients
         self.offset = 0.0 if gradients else 1.0  # d(1 + w)/dw = 1: gradients take no offset
 
     def take(self, key: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -167,11 +169,25 @@ def _layer(src: _Source, layer, block: int) -> dict[str, torch.Tensor]:
     return out
 
 
+def _pos_embed(src: _Source, grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """The reference's (1, H, W, dim) embedding, resampled when its grid is not ours (weights
+    only: a gradient on another grid has no place in the model)."""
+    key, want = "pos_embed.embed", (1, *grid, dim)
+    t = src.sd.get(key)
+    fits = t is not None and t.dim() == 4 and t.size(0) == 1 and t.size(3) == dim
+    if src.gradients or not fits or tuple(t.shape[1:3]) == grid:
+        return src.take(key, want)  # as it is, or an error naming both shapes
+    old = tuple(t.shape[1:3])
+    pos = resample_pos_embed(src.take(key), grid)
+    notice(f"reference {key}", old, grid)
+    return pos
+
+
 def _outer(src: _Source, model) -> dict[str, torch.Tensor]:
     """Patch and position embedding, the post-blocks norm, pre-head norm and head."""
     c = model.cfg
     h, w = c.grid
-    pos = src.take("pos_embed.embed", (1, h, w, c.dim)).reshape(1, h * w, c.dim)
+    pos = _pos_embed(src, (h, w), c.dim).reshape(1, h * w, c.dim)
     patch_shape = tuple(model.patch_embed.weight.shape)
     out = {
         "patch_embed.weight": src.take("patch_embed.proj.weight", patch_shape),

@@ -244,10 +244,14 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # They are left out of a run's fingerprint: changing them never invalidates a finished run.
 NOT_SCIENCE = frozenset({
     "train.device", "train.compile", "train.ckpt_every", "train.eval_every",
-    "train.log_every", "train.micro_batch", "train.prefetch", "data.root", "data.cache",
+    "train.log_every", "train.micro_batch", "train.prefetch", "data.root",
     "data.cache_dir",
     "data.num_workers", "data.strict", "data.download", "model.cell",
 })  # fmt: skip
+# Science, but hashed only when off: the cache's stored squares (PIL, central square, resized
+# to stored_size) are other pixels than decoding each file (tests/test_data_cache.py), so an
+# uncached run is another experiment; runs at the default keep the fingerprints they had.
+HASHED_WHEN_CHANGED = {"data.cache": True}
 
 
 def science(cfg: RunConfig) -> dict[str, Any]:
@@ -257,6 +261,9 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     CUDA, fp32 elsewhere): the same config on another device is another experiment.
     """
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
+    for key, default in HASHED_WHEN_CHANGED.items():
+        if flat.get(key) == default:
+            del flat[key]
     flat["train.precision"] = resolve_precision(cfg.train.precision, cfg.train.device)
     return flat
 

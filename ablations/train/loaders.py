@@ -1,11 +1,11 @@
 """The train/val DataLoaders of one run: persistent, prefetching workers, deterministic order.
 
-In-process loading (``data.num_workers=0``) draws augmentation from the global RNG, which the
-loop re-seeds before every step. Worker processes have their own RNG; persistent workers
-would carry it from one epoch into the next, so a run resumed in a fresh process would
-augment differently. So with workers the sampler hands out ``(index, seed)`` pairs and each
-sample is augmented under its own seed, a function of (run seed, epoch, position): the
-images are the same whatever the number of workers and whether the run was resumed.
+Augmentation must not depend on where a sample is loaded: in this process
+(``data.num_workers=0``) or in any of N worker processes, each with its own RNG (persistent
+workers would even carry it from one epoch into the next, so a resumed run would augment
+differently). So the sampler hands out ``(index, seed)`` pairs and each sample is augmented
+under its own seed, a function of (run seed, epoch, position) only: the images are the same
+for any number of workers, 0 included, and whether the run was resumed or not.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ class SeededSampler(Sampler):
 
 
 class SeededDataset(Dataset):
-    """``dataset[(index, seed)]``: the sample ``index`` with the worker's RNG seeded first."""
+    """``dataset[(index, seed)]``: the sample ``index`` augmented under its own seed.
+
+    The caller's RNG state is put back afterwards: in this process (no workers) the loop's
+    per-step seed then still drives Mixup/CutMix and drop path, exactly as with workers.
+    """
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -60,8 +64,15 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
-        torch.manual_seed(seed)  # a worker's own RNG: nothing else in the worker draws from it
-        return self.dataset[index]
+        # The CPU generator only (augmentation runs on the CPU): torch.manual_seed would also
+        # reseed CUDA's, which drop path draws from in this process. (fork_rng: 3x slower.)
+        rng = torch.default_generator
+        state = rng.get_state()
+        try:
+            rng.manual_seed(seed)
+            return self.dataset[index]
+        finally:
+            rng.set_state(state)
 
 
 @dataclass
@@ -104,10 +115,13 @@ def make_loaders(train_set: Any, val_set: Any, cfg: RunConfig, rt: Runtime) -> L
         )
     else:
         sampler = RandomSampler(train_set, generator=gen)
-    if cfg.data.num_workers:
-        sampler, train_set = SeededSampler(sampler, cfg.train.seed), SeededDataset(train_set)
+    sampler, train_set = SeededSampler(sampler, cfg.train.seed), SeededDataset(train_set)
+    # The loader draws a worker base seed from its generator each time it starts an iterator
+    # (not on a persistent worker's later epochs, and again in a resumed process): kept
+    # apart from the order's generator, whose epoch order would otherwise depend on both.
+    own = torch.Generator().manual_seed(cfg.train.seed)
     train = DataLoader(
-        train_set, batch_size=per_rank, sampler=sampler, drop_last=True, generator=gen,
+        train_set, batch_size=per_rank, sampler=sampler, drop_last=True, generator=own,
         **_worker_options(cfg, rt, persistent=True),
     )  # fmt: skip
     val_part = (
