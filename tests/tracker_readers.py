@@ -31,10 +31,11 @@ def mlflow_run(uri: str, run_id: str) -> dict[str, Any]:
         k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
         for k in run.data.metrics
     }
-    artifacts = [a.path for a in client.list_artifacts(run_id)]
-    for a in client.list_artifacts(run_id):
-        if a.is_dir:
-            artifacts += [b.path for b in client.list_artifacts(run_id, a.path)]
+    artifacts, folders = [], [None]
+    while folders:  # every file and folder, depth first
+        for a in client.list_artifacts(run_id, folders.pop()):
+            artifacts.append(a.path)
+            folders += [a.path] if a.is_dir else []
     return {"params": run.data.params, "tags": run.data.tags, "status": run.info.status,
             "name": run.info.run_name, "experiment": client.get_experiment(
                 run.info.experiment_id).name, "metrics": history, "artifacts": artifacts}  # fmt: skip

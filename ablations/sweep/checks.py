@@ -10,6 +10,7 @@ from typing import Any
 
 from ablations.config import ConfigError
 from ablations.sweep.spec import Sweep
+from ablations.train import trackers
 
 
 def check_data(sweep: Sweep) -> dict[str, Any]:
@@ -38,10 +39,18 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
     return seen
 
 
+def check_trackers(sweep: Sweep) -> None:
+    """Every ``train.trackers`` name of the grid is registered and installed."""
+    for p in sweep.grid:
+        trackers.check(sweep.config_for(p).train.trackers, f"{p.name}: train.trackers")
+
+
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Data and storage (the device was checked with each config by ``config.validate``)."""
+    """Data, trackers and storage (the device was checked with each config by
+    ``config.validate``)."""
     from ablations.sweep.storage import check_storage
 
+    check_trackers(sweep)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes

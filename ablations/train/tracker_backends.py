@@ -156,7 +156,8 @@ class MLflow:
     def log_artifacts(self, paths: list[Path], folder: str = "") -> None:
         for path in paths:
             if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), folder or path.name)
+                sub = f"{folder}/{path.name}" if folder else path.name
+                self.client.log_artifacts(self.run_id, str(path), sub)
             elif path.exists():
                 self.client.log_artifact(self.run_id, str(path), folder or None)
 
