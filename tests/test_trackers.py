@@ -19,7 +19,7 @@ from ablations.cli import main  # noqa: E402
 from ablations.config import apply, flatten, parse_set, science  # noqa: E402
 from ablations.experiments import load_catalog  # noqa: E402
 from ablations.runs import RunRecord  # noqa: E402
-from ablations.train import train, trackers  # noqa: E402
+from ablations.train import trackers, train  # noqa: E402
 from tests import tracker_readers as read  # noqa: E402
 from tests.postgres import run_cli  # noqa: E402
 

@@ -36,9 +36,10 @@ def mlflow_run(uri: str, run_id: str) -> dict[str, Any]:
         for a in client.list_artifacts(run_id, folders.pop()):
             artifacts.append(a.path)
             folders += [a.path] if a.is_dir else []
+    experiment = client.get_experiment(run.info.experiment_id).name
     return {"params": run.data.params, "tags": run.data.tags, "status": run.info.status,
-            "name": run.info.run_name, "experiment": client.get_experiment(
-                run.info.experiment_id).name, "metrics": history, "artifacts": artifacts}  # fmt: skip
+            "name": run.info.run_name, "experiment": experiment, "metrics": history,
+            "artifacts": artifacts}  # fmt: skip
 
 
 def _wandb_payloads(path: Path) -> list[bytes]:

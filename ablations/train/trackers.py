@@ -38,16 +38,19 @@ LOG = logging.getLogger("vil-ablate.trackers")
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered tracker: the module it needs and how to make one."""
+    """A registered tracker: the package it needs, how to make one, and what to import
+    before the timed loop (a library's import in the worker thread would hold the GIL
+    during the first steps and lower the throughput the record states)."""
 
     module: str
     make: Callable[[], Tracker]
+    preload: tuple[str, ...] = ()
 
 
 TRACKERS: dict[str, Entry] = {
-    "tensorboard": Entry("tensorboard", TensorBoard),
-    "mlflow": Entry("mlflow", MLflow),
-    "wandb": Entry("wandb", WandB),
+    "tensorboard": Entry("tensorboard", TensorBoard, ("torch.utils.tensorboard",)),
+    "mlflow": Entry("mlflow", MLflow, ("mlflow",)),
+    "wandb": Entry("wandb", WandB, ("wandb",)),
 }
 
 
@@ -125,7 +128,7 @@ class Fanout:
         if not self.names:
             return
         saved = (read_json(self.run_dir / STATE_FILE) or {}) if resumed else {}
-        self.live = {name: TRACKERS[name].make() for name in self.names}
+        self.live = {name: TRACKERS[name].make() for name in self.names if self._preload(name)}
         self._thread = threading.Thread(target=self._work, name="trackers", daemon=True)
         self._thread.start()
         self._put(("start", run_info(self.run_dir, rec), params(rec), saved))
@@ -166,6 +169,17 @@ class Fanout:
                 self._warn(
                     f"trackers {', '.join(sorted(self.live))} fall behind; values are dropped"
                 )
+
+    def _preload(self, name: str) -> bool:
+        """Import the tracker's library now (local work, no network); False if it fails."""
+        try:
+            for module in TRACKERS[name].preload:
+                importlib.import_module(module)
+            return True
+        except Exception as e:  # e.g. a broken install: the run goes on without it
+            self._warn(f"tracker {name} failed ({type(e).__name__}: {e}); "
+                       "the run goes on without it")  # fmt: skip
+            return False
 
     def _warn(self, msg: str) -> None:
         self.log.warning(msg)
