@@ -101,6 +101,7 @@ def _check_epochs(series: dict, rows: list[dict], rel: float) -> None:
         assert [v for _, v in series[key]] == pytest.approx([v for _, v in want], rel=rel), key
 
 
+@pytest.mark.slow  # the three libraries' start-up: ~20-80 s on 2 shared cores
 @needs_all
 def test_smoke_sweep_logs_the_run_record_to_all_three(tmp_path):
     out = tmp_path / "results"
@@ -145,6 +146,7 @@ def test_smoke_sweep_logs_the_run_record_to_all_three(tmp_path):
         assert wb["summary"][key] == rec[key], key
 
 
+@pytest.mark.slow  # the three libraries' start-up: ~20-80 s on 2 shared cores
 @needs_all
 def test_resumed_trial_continues_its_tracker_runs_without_repeating_steps(tmp_path):
     run = tmp_path / "smoke" / "table2" / "runs" / "alternating-s0"
