@@ -26,6 +26,7 @@ import torch.distributed as dist
 from ablations.app.progress import make_progress
 from ablations.report import build_report, write_index
 from ablations.sweep import checks, rows, spec, worker
+from ablations.train import trackers
 from ablations.train.runtime import init_distributed
 
 log = logging.getLogger("vil-ablate.sweep")
@@ -136,7 +137,10 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
     print(f"runs: {runs}")
     if not args.no_report:
         try:
-            print(f"report: {build_report(s.exp_dir)}")
+            report = build_report(s.exp_dir)
+            print(f"report: {report}")
+            dirs = [s.exp_dir / p.run_dir for p in s.grid]  # their MLflow runs get the report
+            trackers.log_report(dirs, [report, report.parent / "figures"])
             print(f"index: {write_index(Path(s.opts.results))}")
         except Exception as e:  # the results are on disk already; say what failed
             log.error("report failed (results are safe in %s): %s: %s", s.exp_dir,

@@ -54,6 +54,7 @@ class TrainConfig:
     micro_batch: int | None = None  # per-rank micro-batch; None = the per-rank batch in one pass
     log_every: int = 50  # read loss, non-finite flag, DDP stop flag every N steps (+ epoch end)
     prefetch: int = 4  # batches each DataLoader worker loads ahead (data.num_workers > 0)
+    trackers: list[str] = field(default_factory=list)  # tensorboard, mlflow, wandb (rank 0)
 
 
 @dataclass
@@ -108,6 +109,13 @@ def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
             except ConfigError:
                 continue
         raise _fail(source, path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:  # a YAML list, or "a,b" as --set writes it
+        (arg,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise _fail(source, path, f"expected a list, got {value!r}")
+        return [_coerce(v, arg, source, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -244,7 +252,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # They are left out of a run's fingerprint: changing them never invalidates a finished run.
 NOT_SCIENCE = frozenset({
     "train.device", "train.compile", "train.ckpt_every", "train.eval_every",
-    "train.log_every", "train.micro_batch", "train.prefetch", "data.root",
+    "train.log_every", "train.micro_batch", "train.prefetch", "train.trackers", "data.root",
     "data.cache_dir",
     "data.num_workers", "data.strict", "data.download", "model.cell",
 })  # fmt: skip

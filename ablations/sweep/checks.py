@@ -12,6 +12,7 @@ from ablations.data import DataConfigError, describe
 from ablations.schema.config import ConfigError
 from ablations.study.storage import check_storage
 from ablations.sweep.spec import Sweep
+from ablations.train import trackers
 
 
 def check_data(sweep: Sweep) -> dict[str, Any]:
@@ -39,9 +40,17 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
     return seen
 
 
-def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Data and storage (the device was checked with each config by ``config.validate``)."""
+def check_trackers(sweep: Sweep) -> None:
+    """Every ``train.trackers`` name of the grid is registered and installed."""
+    for p in sweep.grid:
+        trackers.check(sweep.config_for(p).train.trackers, f"{p.name}: train.trackers")
 
+
+def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
+    """Data, trackers and storage (the device was checked with each config by
+    ``config.validate``)."""
+
+    check_trackers(sweep)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes

@@ -45,6 +45,8 @@ from ablations.train.runtime import (
 )  # fmt: skip
 from ablations.train.steps import TrialFailed, build_model, evaluate, train_step
 from ablations.train.tally import Tally
+from ablations.train.trackers import Fanout
+from ablations.train.trackers import check as check_trackers
 
 
 class Interrupted(RuntimeError):
@@ -92,6 +94,7 @@ def train(
     Raises Interrupted, TrialFailed (reason in the message) or the original exception; in
     every case result.json records the state and the reason first.
     """
+    check_trackers(config.train.trackers)  # a config error: before any folder or training
     run_dir = Path(run_dir)
     rt = resolve_runtime(config.train)
     if rt.is_main:
@@ -99,11 +102,12 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
     log = trial_logger(run_dir, run_dir.name, enabled=rt.is_main)
     rec = start_record(config, rt, record or RunRecord())
+    trk = Fanout(config.train.trackers, run_dir, log, enabled=rt.is_main)  # rank 0 logs
     try:
         parts = _build(config, rt)
         rec.params, rec.flops = parts.params, parts.flops
         data_fields(rec, parts.bundle)
-        fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec)
+        fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk)
         rec.update(fitted)
         rec.state = "COMPLETE"
     except BaseException as e:
@@ -118,9 +122,12 @@ def train(
     finally:
         rec.finished_at = now()
         rec.peak_mem_mb = peak_memory_mb(rt.device)
-        if rt.is_main:
-            rec.write(run_dir)
-        close_logger(log)
+        try:
+            if rt.is_main:
+                rec.write(run_dir)
+        finally:
+            trk.close(rec)  # after result.json: the trackers log the record as written
+            close_logger(log)
     return rec
 
 
@@ -169,7 +176,7 @@ def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Po
     return pos
 
 
-def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec) -> dict[str, Any]:
+def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk) -> dict[str, Any]:
     tc, rt = config.train, parts.rt
     pos = _resume(config, run_dir, parts, log) if resume else ckpt.Position()
     rec.resumed_from = {
@@ -180,6 +187,7 @@ def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec) -> dic
     if rt.is_main:
         write_yaml(run_dir / "config.yaml", to_dict(config))
         write_metrics(run_dir / "metrics.csv", pos.history)
+    trk.start(rec, resumed=pos.global_step > 0)
     on = progress or _NullProgress()
     on.start(run_dir.name, tc.epochs, parts.steps_per_epoch, pos)
     log.info(
@@ -187,7 +195,7 @@ def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec) -> dic
         parts.params, parts.flops, parts.steps_per_epoch, rt.device, rt.precision, rt.compile,
     )  # fmt: skip
     ctx = _Context(
-        config, run_dir, parts, on, should_stop, log, time.perf_counter() - pos.wall_time_s
+        config, run_dir, parts, on, should_stop, log, time.perf_counter() - pos.wall_time_s, trk
     )
     while pos.epoch < tc.epochs:
         finished = _run_epoch(ctx, pos)
@@ -196,6 +204,7 @@ def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec) -> dic
         pos.epoch, pos.step_in_epoch, pos.acc = pos.epoch + 1, 0, {}
         pos.history.append(row)
         on.epoch(row)
+        trk.log_epoch(row)
         log.info("epoch %s", row)
         _save(ctx, pos, force=last or pos.epoch % tc.ckpt_every == 0)
         if not finished:
@@ -220,6 +229,7 @@ class _Context:
     should_stop: Callable[[], bool] | None
     log: Any
     t0: float  # perf_counter origin such that now - t0 = total wall time incl. earlier runs
+    trackers: Fanout  # train.trackers: fed only values already on the host
     # what the progress bar shows between reads: the last read's mean loss, epoch img/s
     shown: dict[str, float] = field(default_factory=lambda: {"loss": math.nan, "img_s": 0.0})
 
@@ -301,6 +311,8 @@ def _run_epoch(ctx: _Context, pos: ckpt.Position) -> bool:
             ctx.shown["img_s"] = acc["images"] / max(acc["time"], 1e-9)
         lr = parts.optimizer.param_groups[0]["lr"]
         ctx.progress.step(pos.epoch, i + 1, ctx.shown["loss"], lr, ctx.shown["img_s"])
+        if read:
+            ctx.trackers.log_step(pos.global_step, ctx.shown["loss"], lr, ctx.shown["img_s"])
         if stop:
             _interrupt(ctx, pos, tally, i + 1)
         if out_of_time:
