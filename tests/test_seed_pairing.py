@@ -32,7 +32,7 @@ def _batches(tmp_path, variant, seed, monkeypatch, workers: int = 0, epochs: int
 
         return wrapped
 
-    monkeypatch.setattr(ablations.data, "make_batch_mixer", recording_mixer)
+    monkeypatch.setattr(loop, "make_batch_mixer", recording_mixer)  # the name the loop calls
     cat = load_catalog()
     cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), variant, seed)
     over = {
