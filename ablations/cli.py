@@ -272,7 +272,8 @@ def cmd_influence(args: argparse.Namespace) -> int:
         targets, out = ic.traversal_targets(proto, names, overrides), Path(args.results)
         out = out / "influence"
     opts = ic.Options(args.images, args.inputs, args.probes, device=args.device or "cpu")
-    what = args.experiment or (f"--run {args.run}" if args.run else f"--traversals {args.traversals}")
+    what = args.experiment or (f"--run {args.run}" if args.run else None)
+    what = what or f"--traversals {args.traversals}"
     command = f"vil-ablate influence {what} --images {args.images} --inputs {args.inputs}"
     for path in ic.run(targets, opts, Path(args.out or out), command):
         print(path)

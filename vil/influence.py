@@ -5,9 +5,9 @@ The influence of input patch ``j`` on a readout ``y`` (the pooled vector after t
 ``J_j = d y / d e_j`` with respect to the patch's embedding ``e_j`` (patch-embed output;
 the position embedding is added, so the derivative is the same), averaged over images.
 
-Why a Jacobian norm and not the gradient of ``||y||``: the post-blocks LayerNorm fixes a
-token's norm, so for a one-token pooling (``last``, ``middle_patch``, a CLS) ``||y||`` is
-constant and its gradient is zero however strongly the patches act on ``y``.
+Why a Jacobian norm and not the gradient of ``||y||``: the post-blocks LayerNorm (weight 1
+at init) fixes a token's norm, so for a one-token pooling (``last``, ``middle_patch``, a
+CLS) ``||y||`` is constant and its gradient is zero however strongly the patches act on y.
 ``||J_j||_F^2 = E_u ||u^T J_j||^2`` for ``u ~ N(0, I)``: ``probes`` random projections
 estimate it (one backward pass each); ``probes=None`` uses the basis vectors (exact, one
 backward pass per output channel: for tests and small models).
@@ -59,7 +59,8 @@ def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, probes, gen) -> torch.T
     for u in us:
         (g,) = torch.autograd.grad(y, x, u.to(y), retain_graph=True)
         total += g.double().pow(2).sum(-1)
-    return total / len(us)
+    # basis vectors: the sum is the squared norm; Gaussian probes: each one estimates it
+    return total if probes is None else total / probes
 
 
 @torch.no_grad()
@@ -125,9 +126,7 @@ def centre_border_masks(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean (h, w) masks: the central half (rows h/4..3h/4, same for columns) and the
     outermost ring of patches."""
     rows, cols = torch.arange(h).view(h, 1), torch.arange(w).view(1, w)
-    centre = (
-        (rows >= h // 4) & (rows < h - h // 4) & (cols >= w // 4) & (cols < w - w // 4)
-    )
+    centre = (rows >= h // 4) & (rows < h - h // 4) & (cols >= w // 4) & (cols < w - w // 4)
     border = (rows == 0) | (rows == h - 1) | (cols == 0) | (cols == w - 1)
     return centre & ~border if (centre & ~border).any() else centre, border
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from ablations.report.plots import plt, save
+from ablations.report.plots import plt
 
 STAGES = ("init", "trained")
 FLOOR = 1e-3  # colour scale: values below max * FLOOR share the lowest colour
@@ -49,18 +49,17 @@ def _norm(arrays: list[np.ndarray]) -> LogNorm:
 
 
 def _cmap():
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad("0.75")  # exactly zero (masked by the log scale): no path to the readout
-    return cmap
+    # grey: exactly zero (masked by the log scale): no path to the readout
+    return plt.get_cmap("magma").with_extremes(bad="0.75")
 
 
 def _panel(ax, data: np.ndarray, norm: LogNorm, mark: tuple[int, int] | None = None):
     h, w = data.shape
     im = ax.imshow(np.ma.masked_less_equal(data, 0), cmap=_cmap(), norm=norm,
                    origin="upper", extent=(-0.5, w - 0.5, h - 0.5, -0.5))  # fmt: skip
-    ax.set_xticks([0, w - 1])
-    ax.set_yticks([0, h - 1])
-    ax.tick_params(labelsize=6, length=2)
+    # no ticks: tick layout dominates the drawing time of a figure of many small panels
+    ax.set_xticks([])
+    ax.set_yticks([])
     if mark is not None:
         ax.plot(mark[1], mark[0], "c+", ms=8, mew=1.8)
     return im
@@ -70,9 +69,12 @@ def _grid_figure(rows, row_labels, title, cbar_label, stem, marks=None) -> list[
     """Draw ``rows`` (lists of (title, (h, w) array)) with one shared colour scale."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     h, w = rows[0][0][1].shape
-    # about 1.75 inches per panel whatever the grid (the aspect follows h / w)
-    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
-                             figsize=(1.3 + 1.75 * n_cols, 0.9 + 1.75 * n_rows * h / w))  # fmt: skip
+    side, left, top = 1.6, 1.9, 0.9  # inches: panel, row labels, title
+    fig_w = left + (side + 0.35) * n_cols + 1.0
+    fig_h = top + (side * h / w + 0.55) * n_rows
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, figsize=(fig_w, fig_h))
+    fig.subplots_adjust(left=left / fig_w, right=1 - 1.0 / fig_w, bottom=0.45 / fig_h,
+                        top=1 - top / fig_h, wspace=0.3, hspace=0.45)  # fmt: skip
     norm = _norm([a for r in rows for _, a in r])
     im = None
     for i, row in enumerate(rows):
@@ -81,18 +83,29 @@ def _grid_figure(rows, row_labels, title, cbar_label, stem, marks=None) -> list[
                 ax.axis("off")
                 continue
             name, data = row[j]
-            mark = marks[i][j] if marks else None
-            im = _panel(ax, data, norm, mark)
+            im = _panel(ax, data, norm, marks[i][j] if marks else None)
             ax.set_title(name, fontsize=7)
-        axes[i][0].set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
-    axes[-1][0].set_xlabel("patch column", fontsize=7)
-    axes[-1][0].text(-0.45, 0.5, "patch row", transform=axes[-1][0].transAxes, fontsize=7,
-                     rotation=90, va="center", ha="center")  # fmt: skip
-    fig.subplots_adjust(left=0.16, right=0.88, wspace=0.25, hspace=0.55)
-    cax = fig.add_axes((0.9, 0.15, 0.015, 0.7))
+            if i == n_rows - 1:
+                ax.set_xlabel("column (0 = left)", fontsize=6, labelpad=1)
+            if j == 0:
+                ax.set_ylabel("row (0 = top)", fontsize=6, labelpad=1)
+        box = axes[i][0].get_position()
+        fig.text((left - 0.3) / fig_w, (box.y0 + box.y1) / 2, row_labels[i], ha="right",
+                 va="center", fontsize=8)  # fmt: skip
+    cax = fig.add_axes((1 - 0.85 / fig_w, 0.45 / fig_h, 0.12 / fig_w, 1 - (top + 0.45) / fig_h))
     fig.colorbar(im, cax=cax, extend="min").set_label(cbar_label, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    return save(fig, stem)
+    fig.suptitle(title, fontsize=9, x=0.5, y=1 - 0.1 / fig_h, va="top")
+    return _save(fig, stem)
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    """PNG + PDF with the fixed margins above (no tight bounding box: one draw, not two)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=130)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
 
 
 def _relative(m: np.ndarray) -> np.ndarray:
@@ -105,8 +118,8 @@ def influence_figure(results: list[FlowResult], stem: Path) -> list[Path]:
     """Rows: models; columns: readout depths (1, 2, 4, ..., all blocks)."""
     rows = [[(f"{k} block{'s' if k > 1 else ''}", _relative(m)) for k, m in r.maps.items()]
             for r in results]  # fmt: skip
-    title = ("Influence of each input patch on the pooled representation after k blocks "
-             "(mean ||d pooled / d patch embedding||_F over images; grey: exactly 0)")  # fmt: skip
+    title = ("Influence of each input patch on the pooled representation after k blocks\n"
+             "mean over images of ||d pooled / d patch embedding||_F; grey: exactly 0")  # fmt: skip
     return _grid_figure(rows, [r.label for r in results], title,
                         "influence / uniform share", stem)  # fmt: skip
 
@@ -114,8 +127,11 @@ def influence_figure(results: list[FlowResult], stem: Path) -> list[Path]:
 def pooled_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]:
     """Rows: models; columns: blocks; the pooled tokens' implicit attention over patches."""
     rows = [[(f"block {b}", a) for b, a in r.pooled_attention.items()] for r in results]
-    title = ("Implicit attention of the pooled token(s): |A| of the parallel form, mean over "
-             "heads and pooled tokens, summed over the block's directions")  # fmt: skip
+    title = (
+        "Implicit attention of the pooled token(s) in each block\n|A| of the "
+        "parallel form, mean over heads and pooled tokens, summed over the block's "
+        "directions"
+    )
     return _grid_figure(rows, [r.label for r in results], title, "|A| weight", stem)
 
 
@@ -128,8 +144,8 @@ def query_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]:
             rows.append([(q, a) for q, a in per_query.items()])
             marks.append([r.queries.get(q) for q in per_query])
             labels.append(f"{r.name} ({r.stage})\nblock {block}")
-    title = ("Implicit attention of chosen query tokens (+): |A| row, mean over heads, summed "
-             "over the block's directions")  # fmt: skip
+    title = ("Implicit attention of chosen query tokens (+)\n|A| row, mean over heads, "
+             "summed over the block's directions")  # fmt: skip
     return _grid_figure(rows, labels, title, "|A| weight", stem, marks)
 
 

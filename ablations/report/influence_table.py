@@ -48,7 +48,7 @@ def write_outputs(results: list[FlowResult], out_dir: Path, meta: dict[str, Any]
     figs = write_figures(results, out_dir)
     pd.DataFrame(stats_rows(results)).to_csv(out_dir / CSV, index=False)
     records = {f"{r.name}/{r.stage}": {k: r.provenance.get(k) for k in RECORD_KEYS}
-               for r in results if r.provenance}  # fmt: skip
+               for r in results if r.provenance.get("run_dir")}  # fmt: skip
     (out_dir / PROVENANCE).write_text(json.dumps({**meta, "records": records}, indent=2) + "\n")
     page = out_dir / "influence.md"
     page.write_text(section_markdown(out_dir, prefix=""))
@@ -73,11 +73,15 @@ def _stage_table(frame: pd.DataFrame) -> list[str]:
 
 
 def _provenance_lines(meta: dict[str, Any]) -> list[str]:
-    lines = [f"- Inputs: {meta.get('inputs', '—')}; Jacobian norm from "
-             f"{meta.get('probes', '—')} probe(s) per image; seed {meta.get('seed', '—')}."]
+    lines = [
+        f"- Inputs: {meta.get('inputs', '—')}; Jacobian norm from "
+        f"{meta.get('probes', '—')} probe(s) per image; seed {meta.get('seed', '—')}."
+    ]
     if meta.get("elapsed_s") is not None:
-        lines.append(f"- Computed in {meta['elapsed_s']:.0f} s on {meta.get('device', 'cpu')} "
-                     f"(load average {meta.get('load', '—')}), `{meta.get('command', '')}`.")
+        lines.append(
+            f"- Computed in {meta['elapsed_s']:.0f} s on {meta.get('device', 'cpu')} "
+            f"(load average {meta.get('load', '—')}), `{meta.get('command', '')}`."
+        )
     for key, rec in meta.get("records", {}).items():
         top1 = rec.get("top1")
         top1 = f"{top1:.2f}%" if isinstance(top1, float) else "—"
