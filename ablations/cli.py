@@ -275,6 +275,8 @@ def cmd_influence(args: argparse.Namespace) -> int:
     what = args.experiment or (f"--run {args.run}" if args.run else None)
     what = what or f"--traversals {args.traversals}"
     command = f"vil-ablate influence {what} --images {args.images} --inputs {args.inputs}"
+    for flag in ("protocol", "variants", "seeds", "probes"):
+        command += f" --{flag} {getattr(args, flag)}" if getattr(args, flag) else ""
     for path in ic.run(targets, opts, Path(args.out or out), command):
         print(path)
     if s is not None and (s.exp_dir / "experiment.json").is_file() and not args.out:
