@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
     p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
     p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
-    p.add_argument("--probes", type=int, default=4, help="Jacobian-norm probes per image")
+    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
     p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)

@@ -41,7 +41,7 @@ class Target:
 class Options:
     images: int = 16
     inputs: str = "val"  # val | random
-    probes: int = 4  # random projections per image for the Jacobian norm
+    probes: int = 2  # random projections per image for the Jacobian norm
     seed: int = 0  # probes and random inputs
     device: str = "cpu"
 

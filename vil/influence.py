@@ -15,7 +15,9 @@ backward pass per output channel: for tests and small models).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +65,20 @@ def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, probes, gen) -> torch.T
     return total if probes is None else total / probes
 
 
+@contextlib.contextmanager
+def _frozen(model: VisionLSTM) -> Iterator[None]:
+    """Parameters out of the graph while inside (restored after): the backward passes then
+    skip the weight gradients, which nobody reads here."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 @torch.no_grad()
 def _start(model: VisionLSTM, images: torch.Tensor) -> torch.Tensor:
     return model.tokens(images)
@@ -72,7 +88,7 @@ def influence_per_depth(
     model: VisionLSTM,
     images: torch.Tensor,
     depths: list[int] | None = None,
-    probes: int | None = 4,
+    probes: int | None = 2,
     seed: int = 0,
 ) -> dict[int, torch.Tensor]:
     """{k: (h, w) map} of patch influence on the pooled readout after the first k blocks,
@@ -85,15 +101,15 @@ def influence_per_depth(
     h, w = model.layout.h, model.layout.w
     patches = model.layout.patch_positions
     x0 = _start(model, images).requires_grad_(True)
-    x, ys = x0, {}
-    for i, block in enumerate(model.blocks[: max(depths)], start=1):
-        x = block(x)
-        if i in depths:
-            ys[i] = _readout(model, x)
-    out = {}
-    for k in depths:
-        sq = _jacobian_sq_norms(ys[k], x0, probes, gen)[:, patches]  # (B, h*w), row-major
-        out[k] = sq.sqrt().mean(0).view(h, w).cpu()
+    x, ys, out = x0, {}, {}
+    with _frozen(model):
+        for i, block in enumerate(model.blocks[: max(depths)], start=1):
+            x = block(x)
+            if i in depths:
+                ys[i] = _readout(model, x)
+        for k in depths:
+            sq = _jacobian_sq_norms(ys[k], x0, probes, gen)[:, patches]  # (B, h*w), row-major
+            out[k] = sq.sqrt().mean(0).view(h, w).cpu()
     return out
 
 
@@ -105,10 +121,13 @@ def token_influence(
     gen = torch.Generator().manual_seed(seed)
     x0 = _start(model, images).requires_grad_(True)
     x = x0
-    for block in model.blocks[:depth]:
-        x = block(x)
-    x = model.norm(x)
-    rows = [_jacobian_sq_norms(x[:, t], x0, probes, gen).sqrt().mean(0) for t in range(x.size(1))]
+    with _frozen(model):
+        for block in model.blocks[:depth]:
+            x = block(x)
+        x = model.norm(x)
+        rows = [
+            _jacobian_sq_norms(x[:, t], x0, probes, gen).sqrt().mean(0) for t in range(x.size(1))
+        ]
     return torch.stack(rows).cpu()
 
 
