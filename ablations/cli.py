@@ -252,35 +252,20 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_influence(args: argparse.Namespace) -> int:
-    from ablations import influence_cmd as ic
+    from ablations import influence_cmd
 
-    if sum(map(bool, (args.experiment, args.traversals, args.run))) != 1:
-        raise ConfigError("influence: give one of EXPERIMENT, --traversals A,B or --run DIR")
-    overrides, s = parse_set(args.set), None
+    influence_cmd.check_modes(args)
     if args.experiment:
         from ablations.sweep import resolve
 
         s = resolve(sweep_options(args), check_data=False)
-        targets, out = ic.experiment_targets(s), s.exp_dir / "influence"
-    elif args.run:
-        targets, out = [ic.run_target(Path(args.run), overrides)], Path(args.run) / "influence"
-    else:
-        from ablations.experiments import load_catalog
-
-        proto = load_catalog(args.experiments).protocol(args.protocol)
-        names = [n for n in args.traversals.split(",") if n]
-        targets, out = ic.traversal_targets(proto, names, overrides), Path(args.results)
-        out = out / "influence"
-    opts = ic.Options(args.images, args.inputs, args.probes, device=args.device or "cpu")
-    what = args.experiment or (f"--run {args.run}" if args.run else None)
-    what = what or f"--traversals {args.traversals}"
-    command = f"vil-ablate influence {what} --images {args.images} --inputs {args.inputs}"
-    for flag in ("protocol", "variants", "seeds", "probes"):
-        command += f" --{flag} {getattr(args, flag)}" if getattr(args, flag) else ""
-    for path in ic.run(targets, opts, Path(args.out or out), command):
+        for path in influence_cmd.main(args, s):
+            print(path)
+        if (s.exp_dir / "experiment.json").is_file() and not args.out:
+            return cmd_report(args)  # the report gains its "Information flow" section
+        return 0
+    for path in influence_cmd.main(args, None):
         print(path)
-    if s is not None and (s.exp_dir / "experiment.json").is_file() and not args.out:
-        return cmd_report(args)  # the report gains its "Information flow" section
     return 0
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ablations.config import ConfigError, RunConfig
 from ablations.report.influence import FlowResult
-from ablations.report.influence_table import write_outputs
+from ablations.report.influence_table import DIR, write_outputs
 from ablations.train.records import read_json
 from vil import implicit_attention as ia
 from vil.influence import depths_for, influence_per_depth, pooled_positions
@@ -201,3 +201,38 @@ def run_target(run_dir: Path, overrides: dict) -> Target:
                           "folder, runs/<variant>-s<seed>, holds one)")  # fmt: skip
     rec = read_json(run_dir / "result.json") or {}
     return Target(str(rec.get("variant") or run_dir.name), run_config(run_dir, overrides), run_dir)
+
+
+def check_modes(args: Any) -> None:
+    """Exactly one of an experiment, ``--traversals`` or ``--run`` (before any work)."""
+    if sum(map(bool, (args.experiment, args.traversals, args.run))) != 1:
+        raise ConfigError("influence: give one of EXPERIMENT, --traversals A,B or --run DIR")
+
+
+def _command(args: Any) -> str:
+    """The command line, for provenance.json (what made these numbers)."""
+    what = args.experiment or (f"--run {args.run}" if args.run else None)
+    out = f"vil-ablate influence {what or f'--traversals {args.traversals}'}"
+    out += f" --images {args.images} --inputs {args.inputs}"
+    for flag in ("protocol", "variants", "seeds", "probes"):
+        out += f" --{flag} {getattr(args, flag)}" if getattr(args, flag) else ""
+    return out
+
+
+def main(args: Any, sweep: Any = None) -> list[Path]:
+    """``vil-ablate influence`` from parsed arguments; ``sweep``: the resolved experiment."""
+    from ablations.config import parse_set
+
+    overrides = parse_set(args.set)
+    if sweep is not None:
+        targets, out = experiment_targets(sweep), sweep.exp_dir / DIR
+    elif args.run:
+        targets, out = [run_target(Path(args.run), overrides)], Path(args.run) / DIR
+    else:
+        from ablations.experiments import load_catalog
+
+        proto = load_catalog(args.experiments).protocol(args.protocol)
+        names = [n for n in args.traversals.split(",") if n]
+        targets, out = traversal_targets(proto, names, overrides), Path(args.results) / DIR
+    opts = Options(args.images, args.inputs, args.probes, device=args.device or "cpu")
+    return run(targets, opts, Path(args.out or out), _command(args))
