@@ -113,7 +113,14 @@ class MLSTMLayer(nn.Module):
             return y.squeeze(1)
         return y.reshape(B, K * N, C).index_select(1, self.inverse).view(B, K, N, C).sum(1)
 
-    def forward(self, x: torch.Tensor, plain: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, plain: bool = False, capture: list[dict] | None = None
+    ) -> torch.Tensor:
+        """x (B, N, dim) canonical -> same. ``plain``: the architecture's products as the
+        reference writes them (FLOP counting), not the fast path's folded gates and grouped
+        blocks (same outputs). ``capture``: a list that receives one dict of the cell's inputs
+        and output (q, k, v, igate, fgate, h; traversal order), for analysis
+        (vil/implicit_attention.py); None (the default) keeps nothing."""
         B, N, _ = x.shape
         xm, z = self.proj_up(x).chunk(2, dim=-1)
         xs = self._to_directions(xm)  # (B, K, N, inner)
@@ -131,6 +138,9 @@ class MLSTMLayer(nn.Module):
             q, k, v = (layers.head_bias(t, b, B) for t, b in ((q, qb), (k, kb), (v, self.v_bias)))
         gates = self._gates(c, xs, q, k, v, plain)
         h = self._cell(q, k, v, gates)
+        if capture is not None:
+            ig, fg = self._split_gates(gates)
+            capture.append({"q": q, "k": k, "v": v, "igate": ig, "fgate": fg, "h": h})
         h = layers.head_norm(h, self.norm_weight, c, self.skip)
         if self.norm_bias is not None:
             h = h + self.norm_bias.unsqueeze(1)
@@ -159,10 +169,14 @@ class MLSTMLayer(nn.Module):
         idx = self.perm.view(K, N) + torch.arange(K, device=c.device).unsqueeze(1) * N
         return flat.reshape(B, K * N, C).index_select(1, idx.reshape(-1)).view(B, K, N, C)
 
+    def _split_gates(self, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gates (B, K, N, 2*NH) -> input and forget gate pre-activations (B*K, NH, N)."""
+        B, K, N, _ = gates.shape
+        return gates.reshape(B * K, N, 2 * self.num_heads).transpose(1, 2).chunk(2, dim=1)
+
     def _cell(self, q, k, v, gates) -> torch.Tensor:
         """Run the mLSTM cell on all directions as one batch of (B*K, NH, N, DH) heads."""
-        BK, nh, N, _ = q.shape
-        ig, fg = gates.reshape(BK, N, 2 * nh).transpose(1, 2).chunk(2, dim=1)
+        ig, fg = self._split_gates(gates)
         return mlstm(q, k, v, ig, fg, form=self.cell, chunk_size=self.chunk_size)
 
 
@@ -177,7 +191,8 @@ class ViLBlock(nn.Module):
         self.layer = MLSTMLayer(dim, bias=bias, **layer_kwargs)
         self.drop_path = layers.DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, plain: bool = False) -> torch.Tensor:
-        """``plain``: the architecture's products as the reference writes them (FLOP
-        counting), not the fast path's folded gates and grouped blocks."""
-        return x + self.drop_path(self.layer(self.norm(x), plain))
+    def forward(
+        self, x: torch.Tensor, plain: bool = False, capture: list[dict] | None = None
+    ) -> torch.Tensor:
+        """``plain``, ``capture``: see :meth:`MLSTMLayer.forward`."""
+        return x + self.drop_path(self.layer(self.norm(x), plain, capture))

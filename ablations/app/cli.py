@@ -4,8 +4,8 @@ The commands import their modules when they run (so ``--help`` stays quick); the
 themselves import only downward (the layers in pyproject.toml, checked by ``lint-imports``).
 
 Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP, eval,
-paths, prepare, doctor. Configuration problems print one line (file, key path, valid choices)
-and exit with code 2, before any training.
+paths, influence, prepare, doctor. Configuration problems print one line (file, key path,
+valid choices) and exit with code 2, before any training.
 """
 
 from __future__ import annotations
@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/paths", metavar="DIR")
     p.add_argument("--grid", default="6x8", metavar="HxW")
     p.add_argument("names", nargs="*", help="traversals (default: all)")
+    p = sub.add_parser("influence", help="token-influence maps and mLSTM's implicit attention")
+    p.add_argument("experiment", nargs="?", help="its variants (trained runs where finished)")
+    _common(p)
+    p.add_argument("--traversals", metavar="A,B", help="traversals on --protocol, at init")
+    p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
+    p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
+    p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
+    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
+    p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
     p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")
@@ -248,6 +257,24 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_influence(args: argparse.Namespace) -> int:
+    from ablations.app import influence_cmd
+
+    influence_cmd.check_modes(args)
+    if args.experiment:
+        from ablations.sweep import resolve
+
+        s = resolve(sweep_options(args), check_data=False)
+        for path in influence_cmd.main(args, s):
+            print(path)
+        if (s.exp_dir / "experiment.json").is_file() and not args.out:
+            return cmd_report(args)  # the report gains its "Information flow" section
+        return 0
+    for path in influence_cmd.main(args, None):
+        print(path)
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ablations.data import prepare_cache
     from ablations.schema.catalog import load_catalog
@@ -294,7 +321,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
-            "doctor": cmd_doctor}  # fmt: skip
+            "doctor": cmd_doctor, "influence": cmd_influence}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

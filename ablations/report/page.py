@@ -8,6 +8,7 @@ import pandas as pd
 
 from ablations.report import setting
 from ablations.report.findings import findings, findings_markdown, findings_rows
+from ablations.report.influence_table import influence_section
 from ablations.report.load import Experiment, failures, load_experiment
 from ablations.report.plots import all_plots
 from ablations.report.render import Table, to_markdown, write_table
@@ -135,6 +136,7 @@ def build_report(exp_dir: Path) -> Path:
     if paths:
         parts.append(_fig("Traversal paths", paths, exp_dir))
     parts.append(tuning_section(exp, exp_dir / FIG_DIR))
+    parts.append(influence_section(exp_dir))  # "" until `vil-ablate influence EXP` ran
     parts += ["## Run status\n", _table_md(tables["status"][1]), "### Failures\n"]
     parts.append(_failures_md(exp))
     page = exp_dir / "report.md"

@@ -1,0 +1,235 @@
+"""``vil-ablate influence``: token-influence maps and mLSTM's implicit attention per traversal.
+
+Targets: an experiment's variants (first seed; the trained run's checkpoint too where the
+sweep finished it), a list of traversals on a protocol, or one run folder (``--run DIR``).
+Every target is analysed at initialisation (the run's seed, so the run's starting weights)
+and, where a checkpoint exists, after training. Inputs: the first N validation images of
+the target's dataset (the existing data builders and eval transforms), or N seeded Gaussian
+images. Writes figures, ``influence.csv`` and ``provenance.json`` (ablations/report/).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablations.app.evaluate import run_config
+from ablations.data import build_datasets
+from ablations.report.influence import FlowResult
+from ablations.report.influence_table import DIR, write_outputs
+from ablations.schema.catalog import load_catalog
+from ablations.schema.config import ConfigError, RunConfig, apply, parse_set, validate
+from ablations.schema.files import read_json
+from ablations.train import checkpoint as ckpt
+from ablations.train.runtime import seed_all
+from ablations.train.steps import build_model
+from vil import implicit_attention as ia
+from vil.influence import depths_for, influence_per_depth, pooled_positions
+from vil.traversals import TRAVERSALS
+
+INPUTS = ("val", "random")
+
+
+@dataclass
+class Target:
+    """One model to analyse: a name, its config and (optionally) a trained run folder."""
+
+    name: str
+    cfg: RunConfig
+    run_dir: Path | None = None
+
+
+@dataclass
+class Options:
+    images: int = 16
+    inputs: str = "val"  # val | random
+    probes: int = 2  # random projections per image for the Jacobian norm
+    seed: int = 0  # probes and random inputs
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if self.images < 1:
+            raise ConfigError(f"--images: expected a positive number of images, got {self.images}")
+        if self.inputs not in INPUTS:
+            raise ConfigError(f"--inputs: unknown {self.inputs!r}; valid: {', '.join(INPUTS)}")
+        if self.probes < 1:
+            raise ConfigError(f"--probes: expected a positive number, got {self.probes}")
+
+
+def load_inputs(cfg: RunConfig, opts: Options) -> tuple[torch.Tensor, int | None, str]:
+    """(images, num_classes or None, description): the first N validation images, or noise."""
+    size = cfg.data.img_size
+    if opts.inputs == "random":
+        gen = torch.Generator().manual_seed(opts.seed)
+        x = torch.randn(opts.images, 3, size, size, generator=gen)
+        return x, None, f"{opts.images} Gaussian random images ({size} px, seed {opts.seed})"
+
+    bundle = build_datasets(cfg.data)
+    if opts.images > len(bundle.val):
+        raise ConfigError(f"--images: {opts.images} > {len(bundle.val)} validation images "
+                          f"of {cfg.data.dataset}")  # fmt: skip
+    x = torch.stack([bundle.val[i][0] for i in range(opts.images)])
+    return x, bundle.num_classes, f"the first {opts.images} {cfg.data.dataset} validation images"
+
+
+def build(target: Target, stage: str, num_classes: int | None) -> tuple[torch.nn.Module, dict]:
+    """The target's model at init (seeded as the run) or with its checkpoint; + provenance."""
+
+    rec = read_json(target.run_dir / "result.json") if target.run_dir else None
+    n = (rec or {}).get("num_classes") or num_classes or target.cfg.data.num_classes
+    seed_all(target.cfg.train.seed)  # as the run did: its initial weights
+    model = build_model(target.cfg, n)
+    if stage == "trained":
+        state = ckpt.load(target.run_dir / "checkpoint.pt")
+        model.load_state_dict(state["model"])
+    prov = {k: v for k, v in (rec or {}).items() if not isinstance(v, dict | list)}
+    if target.run_dir:
+        prov["run_dir"] = str(target.run_dir)
+    prov.setdefault("seed", target.cfg.train.seed)
+    return model.eval(), prov
+
+
+def queries(model) -> dict[str, int]:
+    """Label -> canonical index: the four corners, the centre patch, the pooled tokens."""
+    L = model.layout
+    h, w = L.h, L.w
+    spots = {"top-left": 0, "top-right": w - 1, "bottom-left": (h - 1) * w,
+             "bottom-right": h * w - 1, "centre": (h // 2) * w + w // 2}  # fmt: skip
+    out = {name: L.patch(i) for name, i in spots.items()}
+    for pos in pooled_positions(model):
+        hit = [n for n, p in out.items() if p == pos]
+        if hit:
+            out[f"{hit[0]} (pooled)"] = out.pop(hit[0])
+        else:
+            kind = "CLS" if pos in L.extra_index else f"patch {L.patch_index.index(pos)}"
+            out[f"pooled {kind}"] = pos
+    return out
+
+
+def _grid_of(model, row: torch.Tensor):
+    L = model.layout
+    return row[L.patch_positions].view(L.h, L.w).numpy()
+
+
+def _cell(model, pos: int) -> tuple[int, int] | None:
+    L = model.layout
+    if pos in L.extra_index:
+        return None
+    i = L.patch_index.index(pos)
+    return i // L.w, i % L.w
+
+
+def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -> FlowResult:
+    """Influence per depth and the implicit attention of one model."""
+    depth = len(model.blocks)
+    maps = influence_per_depth(model, images, probes=opts.probes, seed=opts.seed)
+    qs = queries(model)
+    pooled = pooled_positions(model)
+    shown = set(depths_for(depth))
+    pooled_att, query_att = {}, {}
+    for b, block in enumerate(ia.implicit_attention(model, images), start=1):
+        if b in shown:
+            pooled_att[b] = _grid_of(model, ia.pooled_attention(block, pooled).cpu())
+        if b in (1, depth):
+            query_att[b] = {q: _grid_of(model, ia.query_attention(block, p).cpu())
+                            for q, p in qs.items()}  # fmt: skip
+    c = model.cfg
+    return FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
+                      {k: m.numpy() for k, m in maps.items()}, pooled_att, query_att,
+                      {q: _cell(model, p) for q, p in qs.items()})  # fmt: skip
+
+
+def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> list[Path]:
+    """Analyse every target at init (and trained where a checkpoint exists); write outputs."""
+    opts.check()
+    if not targets:
+        raise ConfigError("influence: nothing to analyse (no experiment, traversal or --run)")
+    start = time.perf_counter()
+    images, num_classes, described = load_inputs(targets[0].cfg, opts)
+    images = images.to(opts.device)
+    results = []
+    for t in targets:
+        stages = ["init"]
+        if t.run_dir and (t.run_dir / "checkpoint.pt").is_file():
+            stages.append("trained")
+        for stage in stages:
+            model, prov = build(t, stage, num_classes)
+            r = analyse(model.to(opts.device), images, t.name, stage, opts)
+            r.provenance = prov if stage == "trained" else {"seed": prov.get("seed")}
+            results.append(r)
+            print(f"{t.name} ({stage}): done at {time.perf_counter() - start:.0f} s", flush=True)
+    meta: dict[str, Any] = {
+        "inputs": described, "probes": opts.probes, "seed": opts.seed, "device": opts.device,
+        "elapsed_s": time.perf_counter() - start, "command": command,
+        "load": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    return write_outputs(results, out_dir, meta)
+
+
+def experiment_targets(sweep) -> list[Target]:
+    """An experiment's variants, each at its first seed (``sweep``: ``ablations.sweep.Sweep``)."""
+    firsts = {}
+    for p in sweep.grid:
+        firsts.setdefault(p.variant, p)
+    return [Target(v, sweep.configs[p], sweep.exp_dir / p.run_dir) for v, p in firsts.items()]
+
+
+def traversal_targets(protocol: RunConfig, names: list[str], overrides: dict) -> list[Target]:
+    """Each traversal on ``protocol`` (with ``--set`` overrides), at init only."""
+
+    for n in names:
+        TRAVERSALS.get(n)  # an unknown name fails listing the valid ones
+    cfg = apply(protocol, overrides, "--set")
+    out = []
+    for n in names:
+        one = apply(cfg, {"model": {"traversal": n}}, "--traversals")
+        out.append(Target(n, validate(one, "--traversals", data=False)))
+    return out
+
+
+def run_target(run_dir: Path, overrides: dict) -> Target:
+    """The run folder's recorded config (+ ``--set``), at init and with its checkpoint."""
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise ConfigError(f"--run: {run_dir / 'checkpoint.pt'} does not exist (a finished run "
+                          "folder, runs/<variant>-s<seed>, holds one)")  # fmt: skip
+    rec = read_json(run_dir / "result.json") or {}
+    return Target(str(rec.get("variant") or run_dir.name), run_config(run_dir, overrides), run_dir)
+
+
+def check_modes(args: Any) -> None:
+    """Exactly one of an experiment, ``--traversals`` or ``--run`` (before any work)."""
+    if sum(map(bool, (args.experiment, args.traversals, args.run))) != 1:
+        raise ConfigError("influence: give one of EXPERIMENT, --traversals A,B or --run DIR")
+
+
+def _command(args: Any) -> str:
+    """The command line, for provenance.json (what made these numbers)."""
+    what = args.experiment or (f"--run {args.run}" if args.run else None)
+    out = f"vil-ablate influence {what or f'--traversals {args.traversals}'}"
+    out += f" --images {args.images} --inputs {args.inputs}"
+    for flag in ("protocol", "variants", "seeds", "probes"):
+        out += f" --{flag} {getattr(args, flag)}" if getattr(args, flag) else ""
+    return out
+
+
+def main(args: Any, sweep: Any = None) -> list[Path]:
+    """``vil-ablate influence`` from parsed arguments; ``sweep``: the resolved experiment."""
+
+    overrides = parse_set(args.set)
+    if sweep is not None:
+        targets, out = experiment_targets(sweep), sweep.exp_dir / DIR
+    elif args.run:
+        targets, out = [run_target(Path(args.run), overrides)], Path(args.run) / DIR
+    else:
+        proto = load_catalog(args.experiments).protocol(args.protocol)
+        names = [n for n in args.traversals.split(",") if n]
+        targets, out = traversal_targets(proto, names, overrides), Path(args.results) / DIR
+    opts = Options(args.images, args.inputs, args.probes, device=args.device or "cpu")
+    return run(targets, opts, Path(args.out or out), _command(args))
