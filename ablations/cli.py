@@ -178,7 +178,7 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     """The trial list and its cost, after the same checks as a sweep (nothing is written).
     Without a data.root the data are priced from what is known of the dataset."""
     from ablations.sweep import checks
-    from ablations.sweep.plan import format_plan, plan
+    from ablations.sweep.plan import format_plan, model_notes, plan
 
     has_root = any(c.data.root or c.data.dataset == "synthetic" for c in s.configs.values())
     summaries = checks.check_all(s, data=has_root)
@@ -191,6 +191,8 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     if not has_root:
         header += "\n(data not checked: data.root is not set)"
     print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
+    for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

@@ -84,6 +84,21 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
     return rows
 
 
+def model_notes(sweep: Any) -> list[str]:
+    """Variants of the grid that run fewer directions than their traversal names, or the
+    same model as another variant, at the configured depth (``ablations.same_model``)."""
+    from ablations.config import science
+    from ablations.same_model import same_model_notes
+    from ablations.train.record import model_shape
+
+    variants = {}
+    for p in sweep.grid:
+        if p.variant not in variants:
+            cfg = sweep.config_for(p)
+            variants[p.variant] = (science(cfg), *model_shape(cfg))
+    return same_model_notes(variants)
+
+
 def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None:
     """``--measure``: time a few real train steps of each distinct model here (random images
     of the configured size) and estimate each trial's wall time from the images it will see."""
