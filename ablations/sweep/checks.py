@@ -1,6 +1,5 @@
 """Checks that run before the first trial (and in ``--dry-run``), each failing with one line:
-the data (root, classes, images vs batch) and the storage (``config.validate`` checks the
-device with every point's config). Nothing is written
+the device, the data (root, classes, images vs batch) and the storage. Nothing is written
 before they pass, so a wrong setting leaves no half-made results folder.
 """
 
@@ -38,10 +37,20 @@ def check_data(sweep: Sweep) -> dict[str, Any]:
     return seen
 
 
+def check_devices(sweep: Sweep) -> None:
+    """Each distinct ``train.device`` is present here: a dry run refuses what the sweep would
+    (``config.validate`` skips availability when the data are not checked)."""
+    from ablations.train.runtime import check_device
+
+    for device in dict.fromkeys(cfg.train.device for cfg in sweep.configs.values()):
+        check_device(device, available=True)
+
+
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Data and storage (the device was checked with each config by ``config.validate``)."""
+    """Device, data and storage: the checks a sweep and its dry run share."""
     from ablations.sweep.storage import check_storage
 
+    check_devices(sweep)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes
