@@ -69,11 +69,14 @@ def enqueue(sweep: Sweep, study: optuna.Study, lock: storage.GridLock, initial: 
 
 
 def grid_counts(sweep: Sweep, study: optuna.Study) -> dict[str, int]:
-    """Number of this command's grid points per scheduling state."""
+    """Number of this command's grid points per scheduling state; a point stopped by Ctrl-C
+    (told FAIL, kind "interrupted", resumed next time) counts as INTERRUPTED, not done."""
     trials = queue.by_point(study, sweep.fingerprints)
     out: dict[str, int] = {}
     for p in sweep.grid:
-        state, _ = queue.point_state(trials.get(p, []))
+        state, latest = queue.point_state(trials.get(p, []))
+        if state == "FAIL" and latest is not None and queue.fail_kind(latest) == "interrupted":
+            state = "INTERRUPTED"
         out[state] = out.get(state, 0) + 1
     return out
 
