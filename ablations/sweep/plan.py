@@ -102,8 +102,9 @@ def model_notes(sweep: Any) -> list[str]:
 def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None:
     """``--measure``: time a few real train steps of each distinct model here (random images
     of the configured size) and estimate each trial's wall time from the images it will see."""
-    from ablations.train.measure import measure_throughput
+    from ablations.train.measure import load_warning, measure_throughput
 
+    busy = load_warning(sweep.config_for(sweep.grid[0])) if sweep.grid else None
     cache: dict[str, dict[str, Any]] = {}
     for p, row in zip(sweep.grid, rows, strict=True):
         cfg = sweep.config_for(p)
@@ -114,7 +115,8 @@ def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None
         images = row["train_steps"] * cfg.train.batch_size if row["train_steps"] else None
         row.update(measured_img_per_s=m["img_per_s"], device=m["device"],
                    suggested_micro_batch=m["suggested_micro_batch"],
-                   est_train_hours=images / m["img_per_s"] / 3600 if images else None)  # fmt: skip
+                   est_train_hours=images / m["img_per_s"] / 3600 if images else None,
+                   load_warning=busy)  # fmt: skip
 
 
 def format_plan(rows: list[dict[str, Any]], header: str) -> str:
@@ -148,4 +150,6 @@ def _measured_lines(rows: list[dict[str, Any]]) -> list[str]:
                    f"micro-batch that fits: {r['suggested_micro_batch']}")  # fmt: skip
     total = sum(r["est_train_hours"] or 0 for r in rows)
     out.append(f"estimated wall time here: {total:.3g} h for {len(rows)} trials, one at a time")
+    if rows[0].get("load_warning"):
+        out.append(f"warning: {rows[0]['load_warning']}")
     return out

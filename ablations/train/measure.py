@@ -22,7 +22,7 @@ from ablations.config import RunConfig
 from ablations.train.optim import make_optimizer, make_scheduler
 from ablations.train.runtime import resolve_runtime, seed_all
 from ablations.train.steps import build_model, train_step
-from benchmarks.common import measure, sync
+from benchmarks.common import cpu_busy, measure, sync
 
 MEMORY_SHARE = 0.85  # of the device's memory a suggested micro-batch may plan to use
 
@@ -91,6 +91,12 @@ def _timed(cfg: RunConfig, micro: int, steps: int) -> dict[str, Any]:
     timing = measure(step, parts.rt.device, warmup=0, repeats=steps)
     return {"first_step_s": first_s, "median_s": timing.median_s, "peak_mib": timing.peak_mib,
             "memory_method": timing.memory_method, "rt": parts.rt}  # fmt: skip
+
+
+def load_warning(cfg: RunConfig) -> str | None:
+    """Why timings of ``cfg``'s device would be unreliable now (a busy CPU), or None: the
+    doctor's check. Call it before measuring: the measurement itself raises the load."""
+    return cpu_busy(resolve_runtime(cfg.train).device)
 
 
 def suggest_micro_batch(batch: int, points: list[tuple[int, float]], budget_mib: float) -> int:
