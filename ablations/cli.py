@@ -180,7 +180,7 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     from ablations.sweep import checks
     from ablations.sweep.plan import format_plan, model_notes, plan
 
-    has_root = any(c.data.root or c.data.dataset == "synthetic" for c in s.configs.values())
+    has_root = checks.data_checkable(s)
     summaries = checks.check_all(s, data=has_root)
     rows = plan(s, summaries)
     if args.measure:

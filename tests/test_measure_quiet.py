@@ -47,7 +47,7 @@ def test_dry_run_measure_warns_on_a_busy_machine(monkeypatch, capsys):
     import ablations.train.measure as m
 
     fake = {"img_per_s": 100.0, "device": "cpu", "suggested_micro_batch": 32}
-    monkeypatch.setattr(m, "measure_throughput", lambda cfg, steps: fake)  # timing not tested
+    monkeypatch.setattr(m, "measure_throughput", lambda cfg, steps, classes=None: fake)
     args = ["sweep", "table2", "--protocol", "smoke", "--dry-run", "--measure", "--device",
             "cpu", "--variants", "uni"]  # fmt: skip
     _load(monkeypatch, 5.5)

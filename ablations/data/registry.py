@@ -53,3 +53,18 @@ KINDS: dict[str, DatasetKind] = {
         DatasetKind("cifar100", "arrays", "cifar:load", "cifar-100-python/", True),
     )
 }
+
+# Classes a kind always has (the official datasets); imagenet100's come from its class list.
+FIXED_CLASSES = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
+CLASS_LIST_SIZES = {"vil": 100, "cmc": 100}  # the shipped lists (classlists/<name>.txt)
+
+
+def declared_classes(cfg) -> int | None:
+    """Classes of ``cfg``'s dataset known without reading its files (e.g. to price a dry
+    run): the synthetic task's ``num_classes``, a fixed kind's count, a shipped class list's;
+    None where only the files can tell (an image folder, a list file): ``describe`` them."""
+    if cfg.dataset == "synthetic":
+        return cfg.num_classes
+    if cfg.dataset == "imagenet100":
+        return CLASS_LIST_SIZES.get(cfg.class_list)
+    return FIXED_CLASSES.get(cfg.dataset)

@@ -54,3 +54,9 @@ def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes
+
+
+def data_checkable(sweep: Any) -> bool:
+    """Whether a dry run can check (and count) the data: a data.root is set, or the data
+    are generated. Without it the data are priced from what their kind declares."""
+    return any(c.data.root or c.data.dataset == "synthetic" for c in sweep.configs.values())

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from ablations.config import RunConfig
+from ablations.data.registry import declared_classes
 
 IMAGENET100_TRAIN = 126_689  # about 1,300 per class; the exact count depends on the class list
 
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
     """Training images per epoch (and how the number was obtained); with ``split: tune``
-    less the held-out share (per class, as ablations/data/split.py; here over the total)."""
+    less the held-out share (per class, as ablations/data/split.py; here over the total),
+    unless ``describe`` counted them (its counts are the split's already)."""
     n, how = _split_images(cfg, summary)
-    if n is None or cfg.data.split != "tune":
+    if n is None or cfg.data.split != "tune" or summary is not None:
         return n, how
     return n - round(cfg.data.tune_fraction * n), f"{how}, less the held-out tuning share"
 
@@ -47,10 +49,11 @@ def model_cost(cfg: RunConfig, num_classes: int) -> tuple[int, float]:
 
 
 def num_classes(cfg: RunConfig, summary: Any) -> int:
-    """The dataset's real class count when its folder was checked, else the known one."""
+    """The dataset's real class count when its folder was checked, else what its kind
+    declares (``data.registry``), else the paper's 100."""
     if summary is not None:
         return summary.num_classes
-    return cfg.data.num_classes if cfg.data.dataset == "synthetic" else 100
+    return declared_classes(cfg.data) or 100
 
 
 def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -108,9 +111,10 @@ def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None
     cache: dict[str, dict[str, Any]] = {}
     for p, row in zip(sweep.grid, rows, strict=True):
         cfg = sweep.config_for(p)
-        key = repr((cfg.model, cfg.data.img_size, cfg.train.batch_size, cfg.train.micro_batch))
+        key = repr((cfg.model, cfg.data.img_size, cfg.train.batch_size, cfg.train.micro_batch,
+                    row["num_classes"]))  # fmt: skip
         if key not in cache:
-            cache[key] = measure_throughput(cfg, steps)
+            cache[key] = measure_throughput(cfg, steps, row["num_classes"])
         m = cache[key]
         images = row["train_steps"] * cfg.train.batch_size if row["train_steps"] else None
         row.update(measured_img_per_s=m["img_per_s"], device=m["device"],
