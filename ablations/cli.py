@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from ablations.config import ConfigError, parse_set
+from ablations.doctor_args import add_arguments
 
 EXIT_CONFIG, EXIT_IO, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -30,12 +31,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="results folder")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
-                        "(default: <results>/<experiment>/optuna.journal)")  # fmt: skip
+                        "(default: <results>/<protocol>/<experiment>/optuna.journal)")  # fmt: skip
     p.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
     p.add_argument("--variants", help="comma-separated subset of the experiment's variants")
     p.add_argument("--device", help="cpu, cuda, cuda:N, ... (default: the config's, auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. train.epochs=5 (repeatable)")  # fmt: skip
+
+
+def _sweep_only(p: argparse.ArgumentParser) -> None:
+    """The sweep's flags that say how to run: accepted and ignored, so that a sweep's command
+    line works with ``status`` or ``report`` in its place."""
+    quiet = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # unset: sweep defaults
+    for flag in ("--workers", "--heartbeat", "--grace"):
+        p.add_argument(flag, type=int, **quiet)
+    for flag in ("--dry-run", "--measure", "--json", "--rerun", "--retry-failed", "--plain",
+                 "--no-report"):  # fmt: skip
+        p.add_argument(flag, action="store_true", **quiet)
+    p.add_argument("--tuned", action="store_true", default=argparse.SUPPRESS,
+                   help="the grid of `sweep --tuned` (tuned parameters)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment")
         _common(p)
+        _sweep_only(p)
     p = sub.add_parser("paths", help="draw the traversal paths figure")
-    p.add_argument("--out", default="results/paths", metavar="DIR")
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--out", metavar="DIR", help="figure folder (default: <results>/paths)")
     p.add_argument("--grid", default="6x8", metavar="HxW")
     p.add_argument("names", nargs="*", help="traversals (default: all)")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
@@ -97,13 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
-    from ablations.doctor import add_arguments
-
     add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
     return parser
 
 
 def _seeds(text: str | None) -> list[int] | None:
+    from ablations.config import ConfigError
+
     if not text:
         return None
     try:
@@ -113,6 +129,7 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def sweep_options(args: argparse.Namespace) -> Any:
+    from ablations.config import parse_set
     from ablations.sweep import SweepOptions
 
     return SweepOptions(
@@ -152,7 +169,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {n:<12} {e['axis']}: {', '.join(e['variants'])} (reference {e['reference']})")
     print("protocols:")
     for n, p in data["protocols"].items():
-        print(f"  {n:<8}{' (default)' if p['default'] else ''} {p['description'][:90]}")
+        head = f"  {n:<8}{' (default)' if p['default'] else ''} "
+        print(textwrap.fill(p["description"], 100, initial_indent=head, subsequent_indent=" " * 10))
     return 0
 
 
@@ -166,6 +184,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from ablations.config import ConfigError
     from ablations.tune import command
 
     if args.budget is not None and args.budget < 1:
@@ -196,9 +215,31 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def find_protocol(args: argparse.Namespace) -> None:
+    """Without --protocol: the protocol folder of ``--results`` that holds the experiment
+    when the default one does not (one line listing them when several do)."""
+    from ablations.config import ConfigError
+    from ablations.experiments import load_catalog
+
+    if args.protocol:
+        return
+    default = load_catalog(args.experiments).default_protocol
+    results = Path(args.results)
+    found = sorted(
+        p.parent.parent.name for p in results.glob(f"*/{args.experiment}/experiment.json")
+    )
+    if default in found or not found:
+        return
+    if len(found) > 1:
+        raise ConfigError(f"{results}: {args.experiment} was swept under protocols "
+                          f"{', '.join(found)}; pass --protocol NAME")  # fmt: skip
+    args.protocol = found[0]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from ablations.sweep import resolve, rows, worker
 
+    find_protocol(args)
     s = resolve(sweep_options(args), check_data=False)
     if not s.exp_dir.is_dir():
         print(f"{s.study_name}: not started ({s.exp_dir} does not exist)")
@@ -223,6 +264,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ablations.report import build_report, write_index
     from ablations.sweep import SweepError, resolve, rows, worker
 
+    find_protocol(args)
     s = resolve(sweep_options(args), check_data=False)
     if not (s.exp_dir / "experiment.json").is_file():
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
@@ -233,19 +275,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
+    from ablations.config import ConfigError
     from ablations.paths import draw_paths
 
     try:
         h, w = (int(x) for x in args.grid.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--grid: expected HxW, e.g. 6x8, got {args.grid!r}") from None
-    for path in draw_paths(Path(args.out), h=h, w=w, names=args.names or None):
+    out = Path(args.out) if args.out else Path(args.results) / "paths"
+    for path in draw_paths(out, h=h, w=w, names=args.names or None):
         print(path)
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ablations.config import apply, validate
+    from ablations.config import apply, parse_set, validate
     from ablations.data import prepare_cache
     from ablations.experiments import load_catalog
 
@@ -260,7 +304,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ablations import evaluate
-    from ablations.config import apply
+    from ablations.config import apply, parse_set
     from ablations.experiments import load_catalog
 
     overrides = parse_set(args.set)
@@ -295,14 +339,15 @@ COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cm
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vil-ablate`` and ``run_ablation.py``; returns the exit code."""
+    args = build_parser().parse_args(argv)  # before torch is imported: --help takes no time
     import vil
+    from ablations.config import ConfigError
     from ablations.data import DataConfigError
     from ablations.sweep import SweepError
     from ablations.sweep.storage import StorageError
     from ablations.train import PathError
     from ablations.tune.study import TuneError
 
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")  # fmt: skip
     try:

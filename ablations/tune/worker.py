@@ -77,11 +77,16 @@ class Job:
 class Reporter:
     """Progress that forwards each epoch's tuning top-1 to the trial and prunes on request."""
 
-    def __init__(self, trial: optuna.Trial, progress: Any) -> None:
-        self.trial, self.progress = trial, progress
+    def __init__(self, trial: optuna.Trial, progress: Any, label: str = "") -> None:
+        self.trial, self.progress, self.label = trial, progress, label
 
-    def __getattr__(self, name: str) -> Any:  # start/step/log: the real progress (or no-op)
+    def __getattr__(self, name: str) -> Any:  # step/log: the real progress (or no-op)
         return getattr(self.progress, name) if self.progress else (lambda *a, **k: None)
+
+    def start(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Lines name the variant too (``bi/t3``): every variant has a ``t0``."""
+        if self.progress:
+            self.progress.start(self.label or name, *args, **kwargs)
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self.progress:
@@ -162,7 +167,8 @@ def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
            stop: threading.Event, progress: Any) -> tuple[str, float | None]:  # fmt: skip
     """Train the trial's config; (outcome, tuning top-1 when complete)."""
     try:
-        rec = train(cfg, run_dir, Reporter(trial, progress), should_stop=stop.is_set,
+        shown = Reporter(trial, progress, f"{run_dir.parent.name}/{run_dir.name}")
+        rec = train(cfg, run_dir, shown, should_stop=stop.is_set,
                     resume=False, record=record)  # fmt: skip
         return "complete", float(rec.top1)
     except Pruned:
@@ -172,7 +178,7 @@ def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
         stop.set()
         return "interrupted", None
     except Exception as e:  # the trial fails (a diverging lr is a result), tuning goes on
-        log.error("%s failed: %s: %s", run_dir.name, type(e).__name__, e)
+        log.error("%s/%s failed: %s: %s", run_dir.parent.name, run_dir.name, type(e).__name__, e)
         return "fail", None
 
 
