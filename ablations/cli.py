@@ -1,8 +1,8 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
-Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP, eval,
-paths, prepare, doctor. Configuration problems print one line (file, key path, valid choices)
-and exit with code 2, before any training.
+Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP,
+compare A B, eval, paths, prepare, doctor. Configuration problems print one line (file, key
+path, valid choices) and exit with code 2, before any training.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="figure folder (default: <results>/paths)")
     p.add_argument("--grid", default="6x8", metavar="HxW")
     p.add_argument("names", nargs="*", help="traversals (default: all)")
+    p = sub.add_parser("compare", help="two experiment folders side by side, paired by seed")
+    p.add_argument("a", metavar="A", help="experiment folder (or results folder + --experiment)")
+    p.add_argument("b", metavar="B", help="the other one; the table shows B - A")
+    p.add_argument("--experiment", help="with results folders: the experiment to compare")
+    p.add_argument("--protocol", help="with results folders: its protocol folder")
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--out", metavar="STEM",
+                   help="STEM.md/.csv/.tex (default: <results>/compare/<A>-vs-<B>)")  # fmt: skip
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
     p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")
@@ -288,6 +296,24 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ablations.config import ConfigError
+    from ablations.report.compare import CompareError, compare, experiment_folder
+
+    try:
+        a, b = (
+            experiment_folder(Path(x), args.experiment, args.protocol) for x in (args.a, args.b)
+        )
+        name = f"{'_'.join(a.parts[-2:])}-vs-{'_'.join(b.parts[-2:])}"
+        out = Path(args.out) if args.out else Path(args.results) / "compare" / name
+        path, text = compare(a, b, out)
+    except CompareError as e:
+        raise ConfigError(str(e)) from None
+    print(text)
+    print(f"compare: {path} (and .csv, .tex)")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ablations.config import apply, parse_set, validate
     from ablations.data import prepare_cache
@@ -334,7 +360,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
-            "doctor": cmd_doctor}  # fmt: skip
+            "doctor": cmd_doctor, "compare": cmd_compare}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
