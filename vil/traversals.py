@@ -187,6 +187,13 @@ class Traversal:
         """Number of blocks after which the schedule repeats."""
         return len(self.schedule)
 
+    def blocks(self, depth: int) -> tuple[tuple[tuple[str, ...], int], ...]:
+        """What a ``depth``-block model runs: per block, its directions and parameter sets.
+        Two traversals with equal ``blocks(depth)`` build the same model at that depth."""
+        return tuple(
+            (self.schedule[b % self.cycle], self.block_param_sets(b)) for b in range(depth)
+        )
+
 
 def register_traversal(name: str, *schedule: tuple[str, ...] | str, **kw) -> Traversal:
     """Register a strategy; a bare string in ``schedule`` is a one-direction block."""

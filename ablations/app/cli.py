@@ -1,11 +1,11 @@
 """Command line: ``vil-ablate`` / ``python run_ablation.py`` (argparse, thin over the modules).
 
-The commands import their modules when they run (so ``--help`` stays quick); the modules
-themselves import only downward (the layers in pyproject.toml, checked by ``lint-imports``).
+The commands import their modules when they run (so ``--help`` imports no torch); the
+modules themselves import only downward (the layers in pyproject.toml, ``lint-imports``).
 
-Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP, eval,
-paths, influence, prepare, doctor. Configuration problems print one line (file, key path,
-valid choices) and exit with code 2, before any training.
+Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP,
+compare A B, eval, paths, influence, prepare, doctor. Configuration problems print one line
+(file, key path, valid choices) and exit with code 2, before any training.
 """
 
 from __future__ import annotations
@@ -15,127 +15,14 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from ablations.schema.config import ConfigError, parse_set
+from ablations.app.cli_args import build_parser, sweep_options
+from ablations.schema.errors import ConfigError
 
 EXIT_CONFIG, EXIT_IO, EXIT_INTERRUPTED = 2, 1, 130
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--experiments",
-        metavar="PATH",
-        help="experiments file (default: ./experiments.yaml, else the bundled one)",
-    )
-    p.add_argument("--protocol", help="protocol name (default: the file's default_protocol)")
-    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
-    p.add_argument("--storage", metavar="URL",
-                   help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
-                        "(default: a journal in <results>/<protocol>/<experiment>/)")  # fmt: skip
-    p.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
-    p.add_argument("--variants", help="comma-separated subset of the experiment's variants")
-    p.add_argument("--device", help="cpu, cuda, cuda:N, ... (default: the config's, auto)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. train.epochs=5 (repeatable)")  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vil-ablate", description="Vision-LSTM block-design ablations on Optuna."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="traversals, poolings, experiments and protocols")
-    p.add_argument("--experiments", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = sub.add_parser("sweep", help="run (or resume) an experiment's grid")
-    p.add_argument("experiment")
-    _common(p)
-    p.add_argument(
-        "--dry-run", action="store_true", help="list trials, FLOPs and cost; no training"
-    )
-    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
-    p.add_argument("--measure", action="store_true",
-                   help="with --dry-run: time train steps here, estimate wall time")  # fmt: skip
-    p.add_argument("--rerun", action="store_true", help="retrain points that already finished")
-    p.add_argument("--retry-failed", action="store_true", help="retrain points that failed")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
-    p.add_argument("--grace", type=int, default=60, metavar="S",
-                   help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
-    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
-    p.add_argument("--tuned", action="store_true",
-                   help="train each variant with its best parameters from `tune`")  # fmt: skip
-    p = sub.add_parser("tune", help="tune each variant's lr/wd on the tuning split (Optuna TPE)")
-    p.add_argument("experiment")
-    _common(p)
-    p.add_argument("--budget", type=int, metavar="N",
-                   help="trials per variant, over all workers (default: tune.trials)")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true", help="price the tune; no training")
-    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
-    p.add_argument("--grace", type=int, default=60, metavar="S", help="stale trial after S s")
-    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
-    for name, text in (("status", "state of every grid point"), ("report", "build the report")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("experiment")
-        _common(p)
-    p = sub.add_parser("paths", help="draw the traversal paths figure")
-    p.add_argument("--out", default="results/paths", metavar="DIR")
-    p.add_argument("--grid", default="6x8", metavar="HxW")
-    p.add_argument("names", nargs="*", help="traversals (default: all)")
-    p = sub.add_parser("influence", help="token-influence maps and mLSTM's implicit attention")
-    p.add_argument("experiment", nargs="?", help="its variants (trained runs where finished)")
-    _common(p)
-    p.add_argument("--traversals", metavar="A,B", help="traversals on --protocol, at init")
-    p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
-    p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
-    p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
-    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
-    p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
-    p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
-    _common(p)
-    p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")
-    p.add_argument("--run", metavar="DIR", help="a run folder (runs/<variant>-s<seed>) of ours")
-    p.add_argument("--experiments", metavar="PATH")
-    p.add_argument("--protocol", help="protocol of the data (without --run)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's, auto)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
-    p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    from ablations.app.doctor import add_arguments
-
-    add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
-    return parser
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
-
-
-def sweep_options(args: argparse.Namespace) -> Any:
-    from ablations.sweep import SweepOptions
-
-    return SweepOptions(
-        experiment=args.experiment, protocol=args.protocol, results=Path(args.results),
-        storage=args.storage, seeds=_seeds(args.seeds), device=args.device,
-        variants=[v for v in (args.variants or "").split(",") if v] or None,
-        rerun=getattr(args, "rerun", False), retry_failed=getattr(args, "retry_failed", False),
-        overrides=parse_set(args.set), experiments_file=args.experiments,
-        heartbeat_s=getattr(args, "heartbeat", 10), grace_s=getattr(args, "grace", 60),
-        tuned=getattr(args, "tuned", False),
-    )  # fmt: skip
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -164,7 +51,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {n:<12} {e['axis']}: {', '.join(e['variants'])} (reference {e['reference']})")
     print("protocols:")
     for n, p in data["protocols"].items():
-        print(f"  {n:<8}{' (default)' if p['default'] else ''} {p['description'][:90]}")
+        head = f"  {n:<8}{' (default)' if p['default'] else ''} "
+        print(textwrap.fill(p["description"], 100, initial_indent=head, subsequent_indent=" " * 10))
     return 0
 
 
@@ -191,9 +79,9 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     """The trial list and its cost, after the same checks as a sweep (nothing is written).
     Without a data.root the data are priced from what is known of the dataset."""
     from ablations.sweep import checks
-    from ablations.sweep.plan import format_plan, plan
+    from ablations.sweep.plan import format_plan, model_notes, plan
 
-    has_root = any(c.data.root or c.data.dataset == "synthetic" for c in s.configs.values())
+    has_root = checks.data_checkable(s)
     summaries = checks.check_all(s, data=has_root)
     rows = plan(s, summaries)
     if args.measure:
@@ -204,13 +92,37 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     if not has_root:
         header += "\n(data not checked: data.root is not set)"
     print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
+    for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
+        print(f"warning: {note}", file=sys.stderr)
     return 0
+
+
+def find_protocol(args: argparse.Namespace) -> None:
+    """Without --protocol: the protocol folder of ``--results`` that holds the experiment
+    when the default one does not (one line listing them when several do)."""
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.errors import ConfigError
+
+    if args.protocol:
+        return
+    default = load_catalog(args.experiments).default_protocol
+    results = Path(args.results)
+    found = sorted(
+        p.parent.parent.name for p in results.glob(f"*/{args.experiment}/experiment.json")
+    )
+    if default in found or not found:
+        return
+    if len(found) > 1:
+        raise ConfigError(f"{results}: {args.experiment} was swept under protocols "
+                          f"{', '.join(found)}; pass --protocol NAME")  # fmt: skip
+    args.protocol = found[0]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ablations.sweep import rows, worker
     from ablations.tune.worker import resolve_tuned
 
+    find_protocol(args)
     s = resolve_tuned(sweep_options(args), check_data=False)
     if not s.exp_dir.is_dir():
         print(f"{s.study_name}: not started ({s.exp_dir} does not exist)")
@@ -236,6 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ablations.sweep import SweepError, rows, worker
     from ablations.tune.worker import resolve_tuned
 
+    find_protocol(args)
     s = resolve_tuned(sweep_options(args), check_data=False)
     if not (s.exp_dir / "experiment.json").is_file():
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
@@ -252,18 +165,18 @@ def cmd_paths(args: argparse.Namespace) -> int:
         h, w = (int(x) for x in args.grid.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--grid: expected HxW, e.g. 6x8, got {args.grid!r}") from None
-    for path in draw_paths(Path(args.out), h=h, w=w, names=args.names or None):
+    out = Path(args.out) if args.out else Path(args.results) / "paths"
+    for path in draw_paths(out, h=h, w=w, names=args.names or None):
         print(path)
     return 0
 
 
 def cmd_influence(args: argparse.Namespace) -> int:
     from ablations.app import influence_cmd
+    from ablations.sweep import resolve
 
     influence_cmd.check_modes(args)
     if args.experiment:
-        from ablations.sweep import resolve
-
         s = resolve(sweep_options(args), check_data=False)
         for path in influence_cmd.main(args, s):
             print(path)
@@ -275,10 +188,27 @@ def cmd_influence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ablations.report.compare import CompareError, compare, experiment_folder
+
+    try:
+        a, b = (
+            experiment_folder(Path(x), args.experiment, args.protocol) for x in (args.a, args.b)
+        )
+        name = f"{'_'.join(a.parts[-2:])}-vs-{'_'.join(b.parts[-2:])}"
+        out = Path(args.out) if args.out else Path(args.results) / "compare" / name
+        path, text = compare(a, b, out)
+    except CompareError as e:
+        raise ConfigError(str(e)) from None
+    print(text)
+    print(f"compare: {path} (and .csv, .tex)")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ablations.data import prepare_cache
     from ablations.schema.catalog import load_catalog
-    from ablations.schema.config import apply, validate
+    from ablations.schema.config import apply, parse_set, validate
 
     cat = load_catalog(args.experiments)
     cfg = validate(apply(cat.protocol(args.protocol), parse_set(args.set), "--set"), "--set")
@@ -292,7 +222,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ablations.app import evaluate
     from ablations.schema.catalog import load_catalog
-    from ablations.schema.config import apply
+    from ablations.schema.config import apply, parse_set
 
     overrides = parse_set(args.set)
     if args.device:
@@ -321,19 +251,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
-            "doctor": cmd_doctor, "influence": cmd_influence}  # fmt: skip
+            "doctor": cmd_doctor, "influence": cmd_influence, "compare": cmd_compare}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vil-ablate`` and ``run_ablation.py``; returns the exit code."""
+    args = build_parser().parse_args(argv)  # before torch is imported: --help takes no time
     import vil
     from ablations.data import DataConfigError
+    from ablations.schema.errors import ConfigError
     from ablations.study.storage import StorageError
     from ablations.study.tune import TuneError
     from ablations.sweep import SweepError
     from ablations.train import PathError
 
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")  # fmt: skip
     try:

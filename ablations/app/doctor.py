@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +28,15 @@ import torch
 
 import vil
 from ablations.app import doctor_checks as checks
+from ablations.app.doctor_args import add_arguments
 from ablations.schema.catalog import load_catalog
-from ablations.train.runtime import resolve_device
+from ablations.schema.device import resolve_device
 from ablations.train.timing import environment, header_line, print_table, write_json
 
 FULL = {"size": "tiny", "img_size": 128, "patch_size": 16, "batch": 256, "steps": 10,
         "repeats": 5, "cell_shape": (32, 4, 64, 96), "loader_images": 2000}  # fmt: skip
 REDUCED = {"size": "nano", "img_size": 16, "patch_size": 4, "batch": 8, "steps": 4,
            "repeats": 1, "cell_shape": (2, 2, 17, 16), "loader_images": 60}  # fmt: skip
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The doctor's flags (``vil-ablate doctor``, ``python -m ablations.app.doctor``)."""
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--reduced", action="store_true", default=None,
-                   help="CI mode: nano model, 16 px, tiny batch (default on CPU)")  # fmt: skip
-    p.add_argument("--full", dest="reduced", action="store_false", help="full mode on CPU too")
-    p.add_argument("--traversals", nargs="+", help="default: every registered traversal")
-    p.add_argument("--steps", type=int, help="fixed-batch train steps per traversal (10/4)")
-    p.add_argument("--repeats", type=int, help="timed steps after them (median; 5/1)")
-    p.add_argument("--batch", type=int, help="per-step batch (256 full, 8 reduced)")
-    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU")  # fmt: skip
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="loader workers")
-    p.add_argument("--loader-seconds", type=float, default=None, help="loader timing (10/1)")
-    p.add_argument("--no-ddp", dest="ddp", action="store_false", help="skip the DDP check")
-    p.add_argument("--out", default="results/doctor.json", help="JSON output path")
-    p.add_argument("--md", default="results/doctor.md", help="Markdown section output path")
-    p.add_argument("--ddp-worker", metavar="PATH", help=argparse.SUPPRESS)  # one DDP rank
 
 
 def options(args: argparse.Namespace) -> argparse.Namespace:
@@ -71,6 +50,8 @@ def options(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.loader_seconds is None:
         args.loader_seconds = 1.0 if args.reduced else 10.0
+    args.out = args.out or str(Path(args.results) / "doctor.json")
+    args.md = args.md or str(Path(args.results) / "doctor.md")
     if not args.traversals:
         args.traversals = list(vil.TRAVERSALS.names())
     args.resolved_device = device

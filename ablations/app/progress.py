@@ -19,6 +19,12 @@ def _fmt_row(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _step_info(loss: float | None, lr: float, img_s: float | None, lr_fmt: str) -> str:
+    if loss is None or img_s is None:  # nothing read yet: say so rather than "nan, 0 img/s"
+        return f"lr {lr:{lr_fmt}} (loss and img/s at the first read)"
+    return f"loss {loss:.4f} lr {lr:{lr_fmt}} {img_s:.0f} img/s"
+
+
 class PlainProgress:
     """Log lines (for files, CI, worker processes): per epoch, and a step line every N s."""
 
@@ -43,18 +49,21 @@ class PlainProgress:
     def start(self, name: str, epochs: int, steps_per_epoch: int, pos: Any = None) -> None:
         self.name, self.epochs, self._last = name, epochs, time.monotonic()
         at = (
-            f" (resuming at epoch {pos.epoch}, step {pos.step_in_epoch})"
+            f" (resuming at epoch {pos.epoch + 1}, step {pos.step_in_epoch})"  # 1-based, as logged
             if pos and pos.global_step
             else ""
         )
         unit = "epoch" if epochs == 1 else "epochs"
         self._print(f"{name}: {epochs} {unit} x {steps_per_epoch} steps{at}")
 
-    def step(self, epoch: int, step: int, loss: float, lr: float, img_s: float) -> None:
+    def step(
+        self, epoch: int, step: int, loss: float | None, lr: float, img_s: float | None
+    ) -> None:
+        """``loss``/``img_s``: None until the first read of the device tally (train.log_every)."""
         if time.monotonic() - self._last >= self.every_s:
             self._last = time.monotonic()
-            self._print(f"{self.name}: epoch {epoch + 1}/{self.epochs} step {step} loss {loss:.4f} "
-                        f"lr {lr:.3g} {img_s:.0f} img/s")  # fmt: skip
+            self._print(f"{self.name}: epoch {epoch + 1}/{self.epochs} step {step} "
+                        f"{_step_info(loss, lr, img_s, '.3g')}")  # fmt: skip
 
     def epoch(self, row: dict[str, Any]) -> None:
         self._last = time.monotonic()
@@ -100,9 +109,10 @@ class RichProgress(PlainProgress):
             name, total=epochs * steps_per_epoch, completed=done, info=""
         )
 
-    def step(self, epoch: int, step: int, loss: float, lr: float, img_s: float) -> None:
-        info = f"epoch {epoch + 1}/{self.epochs} step {step} loss {loss:.4f} lr {lr:.2e}"
-        info += f" {img_s:.0f} img/s"
+    def step(
+        self, epoch: int, step: int, loss: float | None, lr: float, img_s: float | None
+    ) -> None:
+        info = f"epoch {epoch + 1}/{self.epochs} step {step} {_step_info(loss, lr, img_s, '.2e')}"
         self.bars.update(self.trial, advance=1, info=info)
 
     def epoch(self, row: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from ablations.app.progress import make_progress
 from ablations.report import build_report, write_index
 from ablations.sweep import checks, rows, spec, worker
+from ablations.sweep.plan import model_notes
 from ablations.train import trackers
 from ablations.train.runtime import init_distributed
 
@@ -97,6 +98,8 @@ def run(s: spec.Sweep, args: argparse.Namespace, argv: list[str] | None = None) 
     stop = install_stop(children)
     if rank == 0 and not args.child:
         checks.check_all(s)  # before any folder exists: a wrong setting leaves nothing behind
+        for note in model_notes(s):
+            log.warning("%s", note)
         spec.check_records(s)
         spec.prepare(s)
         study, lock = worker.open_study(s)

@@ -41,7 +41,8 @@ def dry_run(job: Job, as_json: bool) -> int:
     s = job.sweep
     grid = [Point(v, job.seed) for v in job.variants]
     view = SimpleNamespace(grid=grid, config_for=lambda p: job.trial_config(p.variant, {}))
-    rows = plan(view, checks.check_all(s, data=False))
+    checks.check_all(s, data=False)  # device and storage; the data as the trials see them:
+    rows = plan(view, checks.check_data(view) if checks.data_checkable(s) else {})
     for r in rows:
         r.update(trial=f"{r['variant']} x{job.trials}", trials=job.trials)
         r["train_flops"] = r["train_flops"] * job.trials if r["train_flops"] is not None else None

@@ -117,6 +117,9 @@ def _prepare(cfg: DataConfig, progress: bool) -> tuple[Path, str, bool, FileScan
         "val": (found.val.samples, sizes["val"]),
     }
     meta = {"dataset": cfg.dataset, "class_list": found.class_list, "classes": found.classes}
+    meta["selection"] = {"root": found.root, "split": cfg.split, "tune_fraction": cfg.tune_fraction,
+                         "data_seed": cfg.data_seed, "train_per_class": cfg.train_per_class,
+                         "val_per_class": cfg.val_per_class}  # fmt: skip
     meta["img_size"], meta["stored_size"] = cfg.img_size, sizes
     built = ensure_cache(folder, key, jobs, meta, cfg.num_workers, cfg.strict, progress)
     return folder, key, built, found, source

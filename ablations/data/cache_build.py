@@ -21,6 +21,7 @@ from .cache import (
     file_lock,
     is_ready,
     now,
+    read_index,
     remove_stale,
     write_json,
 )
@@ -45,11 +46,22 @@ def ensure_cache(
         build(partial, key, jobs, meta, workers, strict, progress)
         os.rename(partial, folder)  # atomic: the folder appears complete or not at all
     log.info("cache ready: %s", folder)
-    prefix = folder.name.rsplit("-", 1)[0] + "-"
-    older = [p.name for p in folder.parent.glob(prefix + "*") if p.is_dir() and p != folder]
-    if older:  # not deleted: another root or run may still use them
+    older = older_caches(folder, meta.get("selection"))
+    if older:  # not deleted: a run may still use them
         log.warning("older caches beside %s may be stale (delete if unused): %s", folder, older)
     return True
+
+
+def older_caches(folder: Path, selection: dict | None) -> list[str]:
+    """Caches beside ``folder`` of the same files selection (root, split, subsets): built
+    from an older state of those files. Another split's cache (a tune's) is not stale."""
+    prefix = folder.name.rsplit("-", 1)[0] + "-"
+    out = []
+    for p in sorted(folder.parent.glob(prefix + "*")):
+        index = read_index(p) if p.is_dir() and p != folder else None
+        if index is not None and index.get("selection") == selection:
+            out.append(p.name)
+    return out
 
 
 def _resume_state(partial: Path, key: str) -> dict | None:

@@ -51,6 +51,20 @@ def _read(name: str, root: Path, train: bool, download: bool):
             f"{folder}: cannot read {name} ({type(err).__name__}: {err}); expected "
             "torchvision's python pickles (delete and set data.download: true)"
         ) from err
+    except OSError as err:  # urllib's URLError (no network, DNS, HTTP), a full disk, ...
+        if not download:
+            raise
+        raise DataConfigError(_download_failed(cls, root, err)) from err
+
+
+def _download_failed(cls, root: Path, err: OSError) -> str:
+    """One line for a failed fetch: what was fetched, why it failed, the offline way."""
+    reason = " ".join(str(getattr(err, "reason", None) or err).split())[:160]
+    return (
+        f"{root / cls.filename}: cannot download {cls.url} ({type(err).__name__}: {reason}); "
+        f"without internet, fetch that file elsewhere and extract it into {root}, then set "
+        "data.download: false"
+    )
 
 
 def load(cfg) -> Arrays:

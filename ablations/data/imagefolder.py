@@ -1,4 +1,4 @@
-"""Scanning ``train/<class>/*`` folders and decoding images robustly (no cache).
+"""Scanning ``train/<class>/**`` folders and decoding images robustly (no cache).
 
 Scanning is cheap and catches what needs no decoding: missing folders, empty class folders,
 zero-byte files and non-image file names. Decoding errors (truncated, corrupt, random bytes)
@@ -70,13 +70,23 @@ def skip(files: SplitFiles, path: str, reason: str, strict: bool) -> None:
 
 
 def list_class_dir(folder: Path, label: int, files: SplitFiles, strict: bool) -> int:
-    """Add the images of one class folder; return how many were added."""
+    """Add the images of one class folder and of its sub-folders, at any depth (as
+    torchvision's ImageFolder does); return how many were added."""
+    return _list_tree(folder, label, files, strict, set())
+
+
+def _list_tree(folder: Path, label: int, files: SplitFiles, strict: bool, seen: set) -> int:
+    seen.add(os.path.realpath(folder))  # a symlinked folder is followed once: no cycles
     added = 0
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
-        if entry.name.startswith(".") or entry.is_dir():
-            continue  # hidden files (.DS_Store) and nested folders are not samples
+        if entry.name.startswith("."):
+            continue  # hidden files and folders (.DS_Store, .ipynb_checkpoints) are not samples
+        if entry.is_dir():
+            if os.path.realpath(entry.path) not in seen:
+                added += _list_tree(Path(entry.path), label, files, strict, seen)
+            continue
         if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
             skip(files, entry.path, "not an image file (extension)", strict)
             continue

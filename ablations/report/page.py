@@ -30,6 +30,7 @@ def header(exp: Experiment) -> str:
     deviation from the paper's protocol."""
     m = exp.meta
     lines, warnings = setting.setting_lines(exp)
+    warnings += setting.model_notes(exp)
     top = [f"> **Warning:** {w}" for w in warnings]
     head = [
         f"- Experiment `{exp.name}`, axis **{exp.axis}**, reference **{exp.reference}**, "

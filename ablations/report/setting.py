@@ -12,6 +12,7 @@ from typing import Any
 
 from ablations.report.load import Experiment
 from ablations.schema.record import RunRecord
+from ablations.schema.same_model import same_model_notes
 
 # (record field, label) in the order the page shows them.
 FIELDS = (
@@ -131,3 +132,14 @@ def deviations(exp: Experiment) -> list[str]:
     for r in exp.recorded():
         out.update(dict.fromkeys(r.deviations))
     return list(out)
+
+
+def model_notes(exp: Experiment) -> list[str]:
+    """Variants whose runs trained fewer directions than their traversal names, or the same
+    model as another variant (from each variant's first recorded run)."""
+    first: dict[str, RunRecord] = {}
+    for r in exp.recorded():
+        if r.science and r.depth and r.dim:
+            first.setdefault(r.variant, r)
+    order = [v for v in exp.variants if v in first]
+    return same_model_notes({v: (first[v].science, first[v].dim, first[v].depth) for v in order})

@@ -15,6 +15,7 @@ import pandas as pd
 from ablations.report.load import Experiment, status_counts
 from ablations.report.power import resolution
 from ablations.report.render import MISSING, Cell, Table, fmt, fmt_duration, fmt_pm
+from ablations.report.setting import model_notes
 from ablations.report.stats import diff_to_reference, summarise
 from vil.poolings import POOLINGS
 from vil.traversals import TRAVERSALS
@@ -155,6 +156,7 @@ def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
                   Cell(f"{row.match_diff_pct:+.2f}% {row.match}" if ok else MISSING)]  # fmt: skip
         align += "rr"
     notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best accuracy of the column."]
+    notes += [f"Warning: {n}." for n in model_notes(exp)]
     if not top5:
         notes.append("Top-5 not shown: the runs have 5 classes or fewer.")
     return Table(headers, rows, align, caption, f"tab:{exp.name}", notes)

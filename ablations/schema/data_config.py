@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablations.schema.datasets import KINDS
+from ablations.schema.datasets import CLASS_LIST_SIZES, KINDS
 from ablations.schema.errors import DataConfigError
 
 AUGMENTS = ["paper", "light", "none"]
 AUGMENT_ON = ["workers", "device"]  # "device": deviceaug.DeviceAugment on uint8 cache batches
-CLASS_LISTS = ["vil", "cmc"]  # or a path to a file of wnids
+CLASS_LISTS = list(CLASS_LIST_SIZES)  # "vil", "cmc"; or a path to a file of wnids
 SPLITS = ["standard", "tune"]
 
 # The cache stores training images as squares of side floor(img_size / CACHE_CROP_PCT):

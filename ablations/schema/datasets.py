@@ -46,6 +46,7 @@ def _per_class(total: int, classes: int) -> Callable[[Any], int]:
 
 
 KINDS: dict[str, DatasetKind] = {}
+CLASS_LIST_SIZES = {"vil": 100, "cmc": 100}  # imagenet100's shipped lists (classlists/*.txt)
 
 
 def register_dataset(kind: DatasetKind) -> DatasetKind:
@@ -63,7 +64,8 @@ for _kind in (
                 classes=lambda cfg: cfg.num_classes, train_images=lambda cfg: cfg.train_samples),
     DatasetKind("imagenet100", "files", "imagenet100:scan",
                 "train/<wnid>/ and val/<wnid>/ (or a flat val/ with its label file)",
-                classes=_fixed(100), train_images=_per_class(126_689, 100),
+                classes=lambda cfg: CLASS_LIST_SIZES.get(cfg.class_list),  # a wnid file: read it
+                train_images=_per_class(126_689, 100),
                 images_note="estimate (about 1,300 per class)"),
     DatasetKind("imagefolder", "files", "imagefolder:scan", "train/<class>/ and val/<class>/"),
     DatasetKind("tiny_imagenet", "files", "tiny_imagenet:scan",
@@ -78,7 +80,8 @@ for _kind in (
 
 
 def known_classes(cfg: Any) -> int | None:
-    """The class count a DataConfig's dataset declares (None: only its folder knows)."""
+    """Classes of a DataConfig's dataset known without reading its files (to price a dry
+    run); None where only the files can tell (an image folder, a wnid list file)."""
     return KINDS[cfg.dataset].classes(cfg)
 
 

@@ -1,7 +1,7 @@
 """Optuna storage for sweeps: where the study lives, the grid lock, heartbeats, stale trials.
 
-- Default: ``JournalStorage(JournalFileBackend(<results>/<exp>/optuna.journal))``: no server,
-  safe for several processes on one machine.
+- Default: ``JournalStorage(JournalFileBackend(<results>/<protocol>/<exp>/optuna.journal))``:
+  no server, safe for several processes on one machine.
 - ``--storage postgresql://...`` (any SQLAlchemy URL): workers on many machines share one
   sweep.
 - Heartbeats, on every storage alike and through Optuna's public API only: a worker sets its

@@ -77,11 +77,14 @@ def enqueue(
 
 
 def grid_counts(study: Study, fingerprints: dict[Point, str], grid: list[Point]) -> dict[str, int]:
-    """Number of the grid's points per scheduling state."""
+    """Number of the grid's points per scheduling state; a point stopped by Ctrl-C (told
+    FAIL, kind "interrupted", resumed next time) counts as INTERRUPTED, not done."""
     trials = queue.by_point(study, fingerprints)
     out: dict[str, int] = {}
     for p in grid:
-        state, _ = queue.point_state(trials.get(p, []))
+        state, latest = queue.point_state(trials.get(p, []))
+        if state == "FAIL" and latest is not None and queue.fail_kind(latest) == "interrupted":
+            state = "INTERRUPTED"
         out[state] = out.get(state, 0) + 1
     return out
 

@@ -1,6 +1,5 @@
 """Checks that run before the first trial (and in ``--dry-run``), each failing with one line:
-the data (root, classes, images vs batch) and the storage (``config.validate`` checks the
-device with every point's config). Nothing is written
+the device, the data (root, classes, images vs batch) and the storage. Nothing is written
 before they pass, so a wrong setting leaves no half-made results folder.
 """
 
@@ -10,6 +9,7 @@ from typing import Any
 
 from ablations.data import DataConfigError, describe
 from ablations.schema.config import ConfigError
+from ablations.schema.device import check_device
 from ablations.study.storage import check_storage
 from ablations.sweep.spec import Sweep
 from ablations.train import trackers
@@ -46,11 +46,23 @@ def check_trackers(sweep: Sweep) -> None:
         trackers.check(sweep.config_for(p).train.trackers, f"{p.name}: train.trackers")
 
 
-def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Data, trackers and storage (the device was checked with each config by
-    ``config.validate``)."""
+def check_devices(sweep: Sweep) -> None:
+    """Each distinct ``train.device`` is present here: a dry run refuses what the sweep would
+    (``config.validate`` skips availability when the data are not checked)."""
+    for device in dict.fromkeys(cfg.train.device for cfg in sweep.configs.values()):
+        check_device(device, available=True)
 
+
+def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
+    """Device, data, trackers and storage: the checks a sweep and its dry run share."""
+    check_devices(sweep)
     check_trackers(sweep)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes
+
+
+def data_checkable(sweep: Any) -> bool:
+    """Whether a dry run can check (and count) the data: a data.root is set, or the data
+    are generated. Without it the data are priced from what their kind declares."""
+    return any(c.data.root or c.data.dataset == "synthetic" for c in sweep.configs.values())

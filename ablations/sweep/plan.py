@@ -10,13 +10,14 @@ from typing import Any
 
 from ablations.schema.config import RunConfig
 from ablations.schema.datasets import known_classes, known_train_images
-from ablations.train.measure import measure_throughput
+from ablations.train.measure import load_warning, measure_throughput
 from ablations.train.steps import model_cost
 
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
     """Training images per epoch (and how the number was obtained); with ``split: tune``
-    less the held-out share (per class, as ablations/data/split.py; here over the total)."""
+    less the held-out share (per class, as ablations/data/split.py; here over the total),
+    unless ``describe`` counted them (its counts are the split's already)."""
     if summary is not None:
         n, how = summary.train_images, "counted in data.root" if cfg.data.root else "exact"
         return n, how  # the data checks applied the split already
@@ -28,7 +29,7 @@ def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
 
 def num_classes(cfg: RunConfig, summary: Any) -> int:
     """The dataset's real class count when its folder was checked, else the one its registry
-        entry declares (an image folder declares none until its folder is checked: priced with
+    entry declares (an image folder declares none until its folder is checked: priced with
     the ablations' 100-class head)."""
     if summary is not None:
         return summary.num_classes
@@ -67,21 +68,39 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
     return rows
 
 
+def model_notes(sweep: Any) -> list[str]:
+    """Variants of the grid that run fewer directions than their traversal names, or the
+    same model as another variant, at the configured depth (``ablations.schema.same_model``)."""
+    from ablations.schema.config import science
+    from ablations.schema.same_model import same_model_notes
+    from ablations.train.record import model_shape
+
+    variants = {}
+    for p in sweep.grid:
+        if p.variant not in variants:
+            cfg = sweep.config_for(p)
+            variants[p.variant] = (science(cfg), *model_shape(cfg))
+    return same_model_notes(variants)
+
+
 def add_measured(sweep: Any, rows: list[dict[str, Any]], steps: int = 3) -> None:
     """``--measure``: time a few real train steps of each distinct model here (random images
     of the configured size) and estimate each trial's wall time from the images it will see."""
 
+    busy = load_warning(sweep.config_for(sweep.grid[0])) if sweep.grid else None
     cache: dict[str, dict[str, Any]] = {}
     for p, row in zip(sweep.grid, rows, strict=True):
         cfg = sweep.config_for(p)
-        key = repr((cfg.model, cfg.data.img_size, cfg.train.batch_size, cfg.train.micro_batch))
+        key = repr((cfg.model, cfg.data.img_size, cfg.train.batch_size, cfg.train.micro_batch,
+                    row["num_classes"]))  # fmt: skip
         if key not in cache:
-            cache[key] = measure_throughput(cfg, steps)
+            cache[key] = measure_throughput(cfg, steps, row["num_classes"])
         m = cache[key]
         images = row["train_steps"] * cfg.train.batch_size if row["train_steps"] else None
         row.update(measured_img_per_s=m["img_per_s"], device=m["device"],
                    suggested_micro_batch=m["suggested_micro_batch"],
-                   est_train_hours=images / m["img_per_s"] / 3600 if images else None)  # fmt: skip
+                   est_train_hours=images / m["img_per_s"] / 3600 if images else None,
+                   load_warning=busy)  # fmt: skip
 
 
 def format_plan(rows: list[dict[str, Any]], header: str) -> str:
@@ -115,4 +134,6 @@ def _measured_lines(rows: list[dict[str, Any]]) -> list[str]:
                    f"micro-batch that fits: {r['suggested_micro_batch']}")  # fmt: skip
     total = sum(r["est_train_hours"] or 0 for r in rows)
     out.append(f"estimated wall time here: {total:.3g} h for {len(rows)} trials, one at a time")
+    if rows[0].get("load_warning"):
+        out.append(f"warning: {rows[0]['load_warning']}")
     return out

@@ -42,7 +42,8 @@ def enqueue(sweep: Sweep, study: Study, lock: Any, initial: bool) -> list:
 
 
 def grid_counts(sweep: Sweep, study: Study) -> dict[str, int]:
-    """Number of this command's grid points per scheduling state."""
+    """Number of this command's grid points per scheduling state (INTERRUPTED: stopped by
+    Ctrl-C, resumed next time)."""
     return study_api.grid_counts(study, sweep.fingerprints, sweep.grid)
 
 

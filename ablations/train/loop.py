@@ -9,7 +9,6 @@ boundary and resumed from its checkpoint continues exactly as if never stopped (
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,7 +230,8 @@ class _Context:
     t0: float  # perf_counter origin such that now - t0 = total wall time incl. earlier runs
     trackers: Fanout  # train.trackers: fed only values already on the host
     # what the progress bar shows between reads: the last read's mean loss, epoch img/s
-    shown: dict[str, float] = field(default_factory=lambda: {"loss": math.nan, "img_s": 0.0})
+    # (None before the first read: a placeholder NaN would read as a diverged run)
+    shown: dict[str, float | None] = field(default_factory=lambda: {"loss": None, "img_s": None})
 
 
 def _stop_requested(ctx: _Context) -> bool:

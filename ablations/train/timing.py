@@ -20,6 +20,7 @@ Peak memory (what is measured, stated in every output):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,8 +28,10 @@ import platform
 import re
 import resource
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,11 +99,43 @@ class PeakMemory:
 CPU_MEMORY_METHOD = "cpu: peak live torch allocations of one call (torch.profiler memory events)"
 
 
+# What the profiler's C++ side (kineto) writes straight to fd 2 on every use: start/stop
+# markers, a CUDA probe on CPU-only machines, and a warning about blocks allocated before.
+KINETO_NOISE = ("USDT:", "SyncActivityProfilerHandler", "gpuGetDeviceCount failed",
+                "profiler results will not include")  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet_profiler() -> Iterator[None]:
+    """Hold back fd 2 while profiling and pass on every line that is not kineto's noise (a
+    real warning of the profiled code still shows, after the call)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 to redirect (embedded interpreter): leave it alone
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            kept = [line for line in lines if not any(n in line for n in KINETO_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def profiled_peak_mib(fn: Callable[[], object]) -> float:
     """Peak MiB of CPU tensor memory allocated by one call of ``fn`` and alive at once."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())
@@ -201,18 +236,30 @@ def environment(device: torch.device, note: str = "") -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "omp_env": {k: os.environ.get(k, "") for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
         "load_avg_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "git_commit": (git_revision() or "unknown")[:12],
+        "git_commit": git_revision() or "unknown",
         "vil_source_sha1": source_digest(),
         "note": note,
     }
-    load = env["load_avg_1m_at_start"]
-    env["cpu_looks_shared"] = bool(load is not None and device.type == "cpu" and load > 1.0)
+    env["cpu_looks_shared"] = cpu_busy(device) is not None
     return env
+
+
+def cpu_busy(device: torch.device) -> str | None:
+    """Why CPU timings here are unreliable now, or None: the 1-minute load average (other
+    processes) plus this process's threads exceed the cores by more than one. CUDA: None."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    load, cores, threads = os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads()
+    if load <= max(cores - threads, 0) + 1.0:
+        return None
+    return (f"load average {load:.2f} on {cores} cores ({threads} threads here): other "
+            "processes share the CPU, so timings are unreliable (models of equal FLOPs may "
+            "differ); measure on a quiet machine")  # fmt: skip
 
 
 def header_line(env: dict[str, Any]) -> str:
     """One-line summary of :func:`environment` for the console."""
-    shared = " | CPU shared with other processes (load > 1)" if env["cpu_looks_shared"] else ""
+    shared = " | CPU shared with other processes (load vs cores)" if env["cpu_looks_shared"] else ""
     return (
         f"{env['date_utc']} | {env['device']} ({env['device_name']}) | torch {env['torch']} | "
         f"threads {env['torch_threads']}/{env['cpu_count']} cores | "

@@ -86,12 +86,17 @@ class Job:
 class Reporter:
     """Progress that forwards each epoch's tuning top-1 to the trial and prunes on request."""
 
-    def __init__(self, trial: Trial, progress: Any) -> None:
-        self.trial, self.progress = trial, progress
+    def __init__(self, trial: Trial, progress: Any, label: str = "") -> None:
+        self.trial, self.progress, self.label = trial, progress, label
         self.last: tuple[int, float] | None = None  # (epoch, tuning top-1) last reported
 
-    def __getattr__(self, name: str) -> Any:  # start/step/log: the real progress (or no-op)
+    def __getattr__(self, name: str) -> Any:  # step/log: the real progress (or no-op)
         return getattr(self.progress, name) if self.progress else (lambda *a, **k: None)
+
+    def start(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Lines name the variant too (``bi/t3``): every variant has a ``t0``."""
+        if self.progress:
+            self.progress.start(self.label or name, *args, **kwargs)
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self.progress:
@@ -126,7 +131,7 @@ def run_trial(job: Job, variant: str, study: Study, trial: Trial,
 def _train(cfg: RunConfig, run_dir: Path, trial: Trial, record: Any,
            stop: threading.Event, progress: Any) -> tuple[str, float | None]:  # fmt: skip
     """Train the trial's config; (outcome, tuning top-1 when complete)."""
-    reporter = Reporter(trial, progress)
+    reporter = Reporter(trial, progress, f"{run_dir.parent.name}/{run_dir.name}")
     try:
         rec = train(cfg, run_dir, reporter, should_stop=stop.is_set, resume=False,
                     record=record)  # fmt: skip
@@ -138,7 +143,7 @@ def _train(cfg: RunConfig, run_dir: Path, trial: Trial, record: Any,
         stop.set()
         return "interrupted", None
     except Exception as e:  # the trial fails (a diverging lr is a result), tuning goes on
-        log.error("%s failed: %s: %s", run_dir.name, type(e).__name__, e)
+        log.error("%s/%s failed: %s: %s", run_dir.parent.name, run_dir.name, type(e).__name__, e)
         return "fail", None
 
 

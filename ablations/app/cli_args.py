@@ -1,0 +1,159 @@
+"""The command line's arguments: ``build_parser`` and the sweep options they give (argparse
+only: ``--help`` imports no torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ablations.app.doctor_args import add_arguments
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--experiments",
+        metavar="PATH",
+        help="experiments file (default: ./experiments.yaml, else the bundled one)",
+    )
+    p.add_argument("--protocol", help="protocol name (default: the file's default_protocol)")
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
+                        "(default: a journal in <results>/<protocol>/<experiment>/)")  # fmt: skip
+    p.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    p.add_argument("--variants", help="comma-separated subset of the experiment's variants")
+    p.add_argument("--device", help="cpu, cuda, cuda:N, ... (default: the config's, auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.epochs=5 (repeatable)")  # fmt: skip
+
+
+def _sweep_only(p: argparse.ArgumentParser) -> None:
+    """The sweep's flags that say how to run: accepted and ignored, so that a sweep's command
+    line works with ``status`` or ``report`` in its place."""
+    quiet = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # unset: sweep defaults
+    for flag in ("--workers", "--heartbeat", "--grace"):
+        p.add_argument(flag, type=int, **quiet)
+    for flag in ("--dry-run", "--measure", "--json", "--rerun", "--retry-failed", "--plain",
+                 "--no-report"):  # fmt: skip
+        p.add_argument(flag, action="store_true", **quiet)
+    p.add_argument("--tuned", action="store_true", default=argparse.SUPPRESS,
+                   help="the grid of `sweep --tuned` (tuned parameters)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vil-ablate", description="Vision-LSTM block-design ablations on Optuna."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_commands(sub)
+    _other_commands(sub)
+    return parser
+
+
+def _run_commands(sub: Any) -> None:
+    """list, sweep, tune, status, report."""
+    p = sub.add_parser("list", help="traversals, poolings, experiments and protocols")
+    p.add_argument("--experiments", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("sweep", help="run (or resume) an experiment's grid")
+    p.add_argument("experiment")
+    _common(p)
+    p.add_argument(
+        "--dry-run", action="store_true", help="list trials, FLOPs and cost; no training"
+    )
+    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
+    p.add_argument("--measure", action="store_true",
+                   help="with --dry-run: time train steps here, estimate wall time")  # fmt: skip
+    p.add_argument("--rerun", action="store_true", help="retrain points that already finished")
+    p.add_argument("--retry-failed", action="store_true", help="retrain points that failed")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
+    p.add_argument("--grace", type=int, default=60, metavar="S",
+                   help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
+    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
+    p.add_argument("--tuned", action="store_true",
+                   help="train each variant with its best parameters from `tune`")  # fmt: skip
+    p = sub.add_parser("tune", help="tune each variant's lr/wd on the tuning split (Optuna TPE)")
+    p.add_argument("experiment")
+    _common(p)
+    p.add_argument("--budget", type=int, metavar="N",
+                   help="trials per variant, over all workers (default: tune.trials)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="price the tune; no training")
+    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
+    p.add_argument("--grace", type=int, default=60, metavar="S", help="stale trial after S s")
+    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
+    for name, text in (("status", "state of every grid point"), ("report", "build the report")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("experiment")
+        _common(p)
+        _sweep_only(p)
+
+
+def _other_commands(sub: Any) -> None:
+    """paths, influence, compare, prepare, eval, doctor."""
+    p = sub.add_parser("paths", help="draw the traversal paths figure")
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--out", metavar="DIR", help="figure folder (default: <results>/paths)")
+    p.add_argument("--grid", default="6x8", metavar="HxW")
+    p.add_argument("names", nargs="*", help="traversals (default: all)")
+    p = sub.add_parser("influence", help="token-influence maps and mLSTM's implicit attention")
+    p.add_argument("experiment", nargs="?", help="its variants (trained runs where finished)")
+    _common(p)
+    p.add_argument("--traversals", metavar="A,B", help="traversals on --protocol, at init")
+    p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
+    p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
+    p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
+    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
+    p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
+    p = sub.add_parser("compare", help="two experiment folders side by side, paired by seed")
+    p.add_argument("a", metavar="A", help="experiment folder (or results folder + --experiment)")
+    p.add_argument("b", metavar="B", help="the other one; the table shows B - A")
+    p.add_argument("--experiment", help="with results folders: the experiment to compare")
+    p.add_argument("--protocol", help="with results folders: its protocol folder")
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--out", metavar="STEM",
+                   help="STEM.md/.csv/.tex (default: <results>/compare/<A>-vs-<B>)")  # fmt: skip
+    p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
+    _common(p)
+    p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")
+    p.add_argument("--run", metavar="DIR", help="a run folder (runs/<variant>-s<seed>) of ours")
+    p.add_argument("--experiments", metavar="PATH")
+    p.add_argument("--protocol", help="protocol of the data (without --run)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: the config's, auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="e.g. model.pretrained=vil-t or data.root=/data/imagenet")  # fmt: skip
+    p.add_argument("--out", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_arguments(sub.add_parser("doctor", help="check and measure the training path here"))
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    from ablations.schema.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def sweep_options(args: argparse.Namespace) -> Any:
+    from ablations.schema.config import parse_set
+    from ablations.sweep import SweepOptions
+
+    return SweepOptions(
+        experiment=args.experiment, protocol=args.protocol, results=Path(args.results),
+        storage=args.storage, seeds=_seeds(args.seeds), device=args.device,
+        variants=[v for v in (args.variants or "").split(",") if v] or None,
+        rerun=getattr(args, "rerun", False), retry_failed=getattr(args, "retry_failed", False),
+        overrides=parse_set(args.set), experiments_file=args.experiments,
+        heartbeat_s=getattr(args, "heartbeat", 10), grace_s=getattr(args, "grace", 60),
+        tuned=getattr(args, "tuned", False),
+    )  # fmt: skip
