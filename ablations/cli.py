@@ -38,6 +38,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. train.epochs=5 (repeatable)")  # fmt: skip
 
 
+def _include_truncated(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include-truncated", action="store_true",
+                   help="report runs stopped by train.time_limit_s / max_steps before "
+                        "their last epoch (TRUNCATED) in tables and intervals")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vil-ablate", description="Vision-LSTM block-design ablations on Optuna."
@@ -63,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
     p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    _include_truncated(p)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
     p.add_argument("--tuned", action="store_true",
                    help="train each variant with its best parameters from `tune`")  # fmt: skip
@@ -82,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment")
         _common(p)
+    _include_truncated(p)  # report
     p = sub.add_parser("paths", help="draw the traversal paths figure")
     p.add_argument("--out", default="results/paths", metavar="DIR")
     p.add_argument("--grid", default="6x8", metavar="HxW")
@@ -225,7 +233,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (s.exp_dir / "experiment.json").is_file():
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
     rows.write_runs(s.exp_dir, worker.load_study(s))
-    print(f"report: {build_report(s.exp_dir)}")
+    print(f"report: {build_report(s.exp_dir, include_truncated=args.include_truncated)}")
     print(f"index: {write_index(Path(args.results))}")
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations import runs
-from ablations.config import ConfigError, RunConfig, changes, science, validate
+from ablations.config import ConfigError, RunConfig, changes, flatten, science, validate
 from ablations.experiments import Catalog, Experiment, load_catalog
 from ablations.sweep import grid
 from ablations.sweep.storage import masked
@@ -91,6 +91,8 @@ class Sweep:
             deviations=point_deviations(self, cfg, p.variant),
         )  # fmt: skip
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
+        own = flatten(self.exp.variant(p.variant).overrides) | flatten(m.overrides if m else {})
+        rec.own_keys = sorted(own)  # the row's own settings (the report's comparability)
         if m is not None:
             rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
         if t is not None:

@@ -164,6 +164,9 @@ def _train(cfg: RunConfig, run_dir: Path, trial: optuna.Trial, record: Any,
     try:
         rec = train(cfg, run_dir, Reporter(trial, progress), should_stop=stop.is_set,
                     resume=False, record=record)  # fmt: skip
+        if rec.state == "TRUNCATED":  # a budget cut it short: its top-1 is not the trial's
+            log.error("%s %s", run_dir.name, rec.fail_reason)
+            return "fail", None
         return "complete", float(rec.top1)
     except Pruned:
         _keep_last_value(run_dir, trial)
