@@ -26,6 +26,13 @@ FIELDS = (
     ("device", "device"), ("world_size", "processes"), ("git_rev", "git rev"),
 )  # fmt: skip
 DATA_FILES = {"classes": "classes.txt", "counts": "data_counts.csv", "skipped": "skipped_files.csv"}
+# Fields that restate the science config: where runs differ in them, comparable.py warns
+# (key by key, per run, for the runs the tables use); the others are warned about here.
+SCIENCE_FIELDS = {
+    "dataset", "class_list", "num_classes", "chance_top1", "img_size", "model_size", "dim",
+    "depth", "patch_size", "init", "design", "epochs", "batch_size", "base_lr", "peak_lr",
+    "precision",
+}  # fmt: skip
 
 
 def _text(value: Any) -> str:
@@ -59,7 +66,7 @@ def setting_lines(exp: Experiment) -> tuple[list[str], list[str]]:
             continue
         spread = ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in counts.most_common())
         lines.append(f"- {label}: {spread}")
-        if f not in axis:
+        if f not in axis and f not in SCIENCE_FIELDS:
             warnings.append(f"runs differ in {label}: {spread}")
     seeds = sorted({int(r.seed) for r in exp.recorded()})
     lines.append(f"- seeds: {', '.join(map(str, seeds))}")
@@ -126,8 +133,15 @@ def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def deviations(exp: Experiment) -> list[str]:
-    """How the runs' configs differ from the paper's protocol (union over runs, in order)."""
-    out: dict[str, None] = {}
-    for r in exp.recorded():
-        out.update(dict.fromkeys(r.deviations))
-    return list(out)
+    """How the runs' configs differ from the paper's protocol (union over runs, in order); a
+    deviation that only some runs have names them."""
+    runs: dict[str, list[str]] = {}
+    recorded = exp.recorded()
+    for r in sorted(recorded, key=lambda r: (r.variant, r.seed)):
+        for d in r.deviations:
+            runs.setdefault(d, []).append(f"{r.variant}-s{r.seed}")
+    out = []
+    for d in dict.fromkeys(d for r in recorded for d in r.deviations):
+        some = len(runs[d]) < len(recorded)
+        out.append(f"{d} (only {', '.join(runs[d])})" if some else d)
+    return out
