@@ -7,7 +7,8 @@ fingerprint hashes) are equal apart from keys that differ by design:
   ``train.time_limit_s`` (a run its budget stopped early is TRUNCATED, never COMPLETE);
 - between runs of *different* variants also: the experiment's axis key, each variant's own
   settings (``RunRecord.own_keys``: its row's overrides and solved ``match:`` keys) and the
-  keys its tune study chose (``RunRecord.tuned``).
+  keys that both runs' tune studies chose (``RunRecord.tuned``; a tuned row against an
+  untuned one differs in them).
 
 Runs of one variant must agree on everything but the seed. Two variants are comparable when
 every pair of their runs (within and across them) is. The tables give "not comparable"
@@ -61,7 +62,8 @@ def compared_runs(exp: Experiment, variants: Iterable[str] | None = None) -> lis
 def _exempt(x: RunRecord, y: RunRecord, axis: str) -> set[str]:
     keys = set(ALWAYS_EXEMPT)
     if x.variant != y.variant:
-        keys |= {axis, *(x.own_keys or []), *(y.own_keys or []), *x.tuned, *y.tuned}
+        keys |= {axis, *(x.own_keys or []), *(y.own_keys or [])}
+        keys |= set(x.tuned) & set(y.tuned)  # both tuned it: each row's own tune result
     return keys
 
 

@@ -153,6 +153,8 @@ def _finding(exp: Experiment, claim: str, rule: str, needs: list[str], make) -> 
         note = f"not in the sweep: {', '.join(absent)}"
         return Finding(claim, rule, NOT_TESTED, [], note)
     checks = holm_checks(make())
+    m = sum(math.isfinite(c.p) for c in checks)
+    rule += f"; Holm over its {m} accuracy checks" if m > 1 else ""
     return Finding(claim, rule, combine(checks), checks)
 
 

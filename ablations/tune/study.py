@@ -138,7 +138,8 @@ def load_best(sweep: Any, variants: list[str]) -> dict[str, Best]:
         stamp = study.user_attrs.get("fingerprint") if study else None
         if stamp is not None and stamp != Job(sweep, 0).fingerprint(v):
             raise TuneError(f"--tuned: {study_name(sweep, v)} was tuned with another config "
-                            "(protocol, --set or budget_epochs changed); tune again")  # fmt: skip
+                            "(protocol, --set, budget_epochs or the tune block's space, start, "
+                            "pruner or seed changed); tune again")  # fmt: skip
         best = summarise(study.get_trials() if study else [])
         if best is None:
             raise TuneError(

@@ -6,6 +6,7 @@ to the pruner, tell the study. Every trial writes a normal run record in
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -62,13 +63,23 @@ class Job:
                  "train": {"epochs": epochs, "warmup_epochs": warmup, "eval_every": 1}}  # fmt: skip
         return apply(cfg, layer, f"{self.sweep.exp.name}/{variant} (tune)")
 
-    def fingerprint(self, variant: str) -> str:
-        """The tune setting of a variant: its trial config without the searched keys."""
+    def setting(self, variant: str) -> dict[str, Any]:
+        """The tune setting of a variant: its trial config without the searched keys, plus
+        the search space (resolved ranges), start points, pruner and sampler seed."""
         from ablations.config import science
+
+        spec = self.sweep.exp.tune
+        sci = science(self.trial_config(variant, {}))
+        out = {k: v for k, v in sci.items() if k not in spec.keys}
+        bounds = self.bounds(variant)
+        out |= {f"tune.space.{k}": list(b) for k, b in bounds.items()}
+        out["tune.start"] = space.start_points(spec, self.base(variant), bounds, variant)
+        return out | {"tune.pruner": spec.pruner, "tune.seed": spec.seed}
+
+    def fingerprint(self, variant: str) -> str:
         from ablations.runs import fingerprint
 
-        sci = science(self.trial_config(variant, {}))
-        return fingerprint({k: v for k, v in sci.items() if k not in self.sweep.exp.tune.keys})
+        return fingerprint(self.setting(variant))
 
     def bounds(self, variant: str) -> dict[str, tuple[float, float, bool]]:
         return space.ranges(self.sweep.exp.tune, self.base(variant), self.sweep.catalog.source)
@@ -109,10 +120,23 @@ def check_setting(job: Job, study: optuna.Study, variant: str) -> None:
     fp, old = job.fingerprint(variant), study.user_attrs.get("fingerprint")
     if old is None:
         study.set_user_attr("fingerprint", fp)
+        study.set_user_attr("setting", json.loads(json.dumps(job.setting(variant), default=str)))
     elif old != fp:
-        raise TuneError(f"{study.study_name}: its trials were made with another config "
-                        f"(fingerprint {old}, now {fp}); use another --results folder or "
-                        "--storage")  # fmt: skip
+        raise TuneError(f"{study.study_name}: its trials were made with another config or "
+                        f"search (fingerprint {old}, now {fp}{setting_changes(job, study, variant)}"
+                        "); use another --results folder or --storage")  # fmt: skip
+
+
+def setting_changes(job: Job, study: optuna.Study, variant: str) -> str:
+    """``: tune.space.train.lr [..] -> [..], ...`` where the study recorded its setting."""
+    from ablations.config import changes
+
+    old = study.user_attrs.get("setting")
+    if not isinstance(old, dict):
+        return ""
+    new = json.loads(json.dumps(job.setting(variant), default=str))
+    diff = changes(old, new)
+    return f": {', '.join(diff[:6])}" if diff else ""
 
 
 def enqueue_start(job: Job, study: optuna.Study, lock: storage.GridLock, variant: str) -> None:
