@@ -98,7 +98,7 @@ def test_alike_runs_compare_and_the_rows_own_settings_are_no_difference(tmp_path
 def test_runs_of_one_variant_must_agree_and_tuned_keys_may_differ(tmp_path):
     exp_dir = write_folder(tmp_path, {"uni": {}, "alternating": {}, "bi": {}})
     uni1 = runs.read(exp_dir / "runs/uni-s1")
-    uni1.science = {**uni1.science, "train.epochs": 3}  # one seed trained longer
+    uni1.science = {**uni1.science, "model.pooling": "avg"}  # uni's own key, changed for s1
     uni1.write(exp_dir / "runs/uni-s1")
     for v in ("alternating", "bi"):  # each row's own tune result: lr differs by design
         for seed in SEEDS:
@@ -108,8 +108,8 @@ def test_runs_of_one_variant_must_agree_and_tuned_keys_may_differ(tmp_path):
             rec.write(exp_dir / f"runs/{v}-s{seed}")
     exp = load_experiment(exp_dir)
     assert pair_keys(exp, "alternating", "bi") == []
-    assert pair_keys(exp, "uni", "alternating") == ["train.epochs", "train.lr"]
-    want = "train.epochs: 2 (uni s0, s2; bi s0, s1, s2; alternating s0, s1, s2) vs 3 (uni s1)"
+    assert pair_keys(exp, "uni", "alternating") == ["model.pooling", "train.lr"]
+    want = "model.pooling: last (uni s0, s2) vs avg (uni s1) vs bilateral_avg (bi s0, s1, s2;"
     assert want in top_warnings(exp)
     diff = diff_frame(exp).set_index("variant")
     assert diff.loc["bi", "method"] == "paired" and diff.loc["uni", "method"] == NOT_COMPARABLE
