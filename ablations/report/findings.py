@@ -252,9 +252,9 @@ def findings(exp: Experiment) -> list[Finding]:
     return AXIS_FINDINGS.get(exp.axis, plain_findings)(exp)
 
 
-def findings_markdown(items: list[Finding]) -> str:
+def findings_markdown(items: list[Finding], head: str = "Claim (paper)") -> str:
     """A summary table of verdicts, then every check with its numbers."""
-    lines = ["| Claim (paper) | Verdict | Decision rule |", "| :--- | :--- | :--- |"]
+    lines = [f"| {head} | Verdict | Decision rule |", "| :--- | :--- | :--- |"]
     lines += [f"| {f.claim} | **{f.verdict}** | {f.rule} |" for f in items]
     lines.append("")
     for f in items:

@@ -146,9 +146,11 @@ def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
     parts += [w for w in (top_warnings(exp),) if w]
     parts += ["## Setting\n", header(exp), "## Results\n", _table_md(tables["main"][1])]
     parts += ["Files: table_main.{md,tex,csv}.\n", "## Difference to the reference\n"]
-    what = "paper's claims vs. this sweep" if exp.axis in AXIS_FINDINGS else "vs. the reference"
+    paper = exp.axis in AXIS_FINDINGS  # the paper made claims about this axis
+    what = "paper's claims vs. this sweep" if paper else "vs. the reference"
     parts += [_table_md(tables["diff"][1]), f"## Findings ({what})\n"]
-    parts += [findings_markdown(found), "## Figures\n"]
+    parts += [findings_markdown(found, "Claim (paper)" if paper else "Comparison")]
+    parts.append("## Figures\n")
     titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
     titles |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
     parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]

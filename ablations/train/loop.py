@@ -130,7 +130,7 @@ def truncation_reason(config: RunConfig, fitted: dict[str, Any]) -> str:
         f"train.max_steps={tc.max_steps}" if by_steps else f"train.time_limit_s={tc.time_limit_s}"
     )
     return (f"truncated: {budget} reached after {fitted['epochs_done']} of {tc.epochs} epochs "
-            f"({fitted['steps_done']} steps)")  # fmt: skip
+            f"({fitted['steps_done']} step{'' if fitted['steps_done'] == 1 else 's'})")  # fmt: skip
 
 
 def _build(config: RunConfig, rt: Runtime) -> Parts:
