@@ -227,8 +227,8 @@ def plain_findings(exp: Experiment) -> list[Finding]:
     claim exists for this axis)."""
     ref = exp.reference
     others = [v for v in exp.variants if v != ref]
-    rule = (f"CI of Δ above 0: {HIGHER}; below 0: {LOWER}; else {UNRESOLVED} (Holm over the "
-            f"{len(others)} comparisons with {ref})")  # fmt: skip
+    rule = f"CI of Δ above 0: {HIGHER}; below 0: {LOWER}; else {UNRESOLVED}"
+    rule += f" (Holm over the {len(others)} comparisons with {ref})" if len(others) > 1 else ""
     if ref not in exp.variants or not others:
         what = f"the reference {ref}" if ref not in exp.variants else "a second variant"
         claim = f"variants vs the reference {ref}"
