@@ -112,8 +112,8 @@ def differences(exp: Experiment) -> list[Difference]:
 def warnings(exp: Experiment) -> list[str]:
     """One line per differing key, for the top of the page."""
     why = (f"; comparisons across it are marked {NOT_COMPARABLE} and no claim uses them "
-           f"(only the axis {axis_key(exp)}, the variants' own settings, tuned keys and the "
-           "seed may differ)")  # fmt: skip
+           f"(only the axis {axis_key(exp)}, the variants' own settings, keys both were tuned "
+           "on and the seed may differ)")  # fmt: skip
     return [f"runs trained differently: {d.text()}{why}" for d in differences(exp)]
 
 
