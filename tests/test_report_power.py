@@ -1,14 +1,20 @@
-"""Paired / Welch choice, minimum resolvable difference and seeds needed, by hand."""
+"""Paired / Welch choice, CI half-width by hand; power, resolvable difference and seeds needed
+at 80% power against scipy's noncentral t, published sample sizes and a simulation."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from ablations.report.power import (
     PAPER_MARGIN,
+    POWER,
+    half_width,
     min_resolvable_difference,
+    power,
     resolution,
     seeds_needed,
 )
@@ -44,26 +50,60 @@ def test_diff_to_reference_falls_back_to_welch():
     assert not one.has_ci and one.diff == pytest.approx(1.0)
 
 
-def test_min_resolvable_difference_by_hand():
+def test_half_width_by_hand():
     # paired, sd of differences 0.5, 3 seeds: 4.303 * 0.5 / sqrt(3) = 1.2421
-    assert min_resolvable_difference(0.5, 3, paired=True) == pytest.approx(1.2421, abs=1e-3)
+    assert half_width(0.5, 3, paired=True) == pytest.approx(1.2421, abs=1e-3)
     # unpaired, per-variant sd 0.5, 3 seeds each: df = 4, 2.776 * 0.5 * sqrt(2/3) = 1.1334
-    assert min_resolvable_difference(0.5, 3, paired=False) == pytest.approx(1.1334, abs=1e-3)
-    assert math.isnan(min_resolvable_difference(0.5, 1, paired=True))
+    assert half_width(0.5, 3, paired=False) == pytest.approx(1.1334, abs=1e-3)
+    assert math.isnan(half_width(0.5, 1, paired=True))
+    for n, df in ((5, 4), (6, 5)):  # the printed table values, from our t quantiles
+        assert half_width(0.5, n, True) == pytest.approx(T975[df] * 0.5 / math.sqrt(n), abs=1e-3)
 
 
-def test_seeds_needed_by_hand():
-    # paired, sd 0.5, margin 0.6: n=5 -> 2.776 * 0.5 / 2.236 = 0.621 > 0.6;
-    #                              n=6 -> 2.571 * 0.5 / 2.449 = 0.525 <= 0.6  => 6
-    assert seeds_needed(0.5, 0.6, paired=True) == 6
-    # unpaired, sd 0.5: n=6 -> df 10: 2.228 * 0.5 * sqrt(2/6) = 0.643 > 0.6;
-    #                   n=7 -> df 12: 2.179 * 0.5 * sqrt(2/7) = 0.582 <= 0.6  => 7
-    assert seeds_needed(0.5, 0.6, paired=False) == 7
-    for n, df in ((5, 4), (6, 5)):  # the table values above, from our t quantiles
-        half = min_resolvable_difference(0.5, n, True)
-        assert half == pytest.approx(T975[df] * 0.5 / math.sqrt(n), abs=1e-3)
-    assert seeds_needed(0.0) == 2 and seeds_needed(math.nan) is None
-    assert PAPER_MARGIN == 0.6
+def _scipy_power(delta: float, sd: float, n: int, paired: bool) -> float:
+    """Two-sided t-test power straight from scipy's noncentral t: P(T > c) + P(T < -c)."""
+    df = n - 1 if paired else 2 * (n - 1)
+    se = sd / math.sqrt(n) if paired else sd * math.sqrt(2 / n)
+    crit, nc = stats.t.ppf(0.975, df), delta / se
+    lower = stats.nct.cdf(-crit, df, nc)
+    if not math.isfinite(lower):  # scipy's cdf fails far in the tail at df = 1: by symmetry
+        lower = stats.nct.sf(crit, df, -nc)
+    return stats.nct.sf(crit, df, nc) + lower
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_power_and_resolvable_difference_match_scipy_nct(n, paired):
+    for delta in (0.1, 0.5, 1.0):
+        assert power(delta, 0.5, n, paired) == pytest.approx(_scipy_power(delta, 0.5, n, paired))
+    d = min_resolvable_difference(0.5, n, paired)
+    assert POWER == 0.8 and _scipy_power(d, 0.5, n, paired) == pytest.approx(0.8, abs=1e-6)
+    assert d > half_width(0.5, n, paired)  # the CI half-width is resolved far less often:
+    assert 0.5 < _scipy_power(half_width(0.5, n, paired), 0.5, n, paired) < 0.7  # 51-68% here
+
+
+def test_seeds_needed_matches_published_sample_sizes():
+    # G*Power / Cohen (1988), two-sided alpha 0.05, power 0.8: two independent groups need
+    # 64 per group at d = 0.5 and 26 at d = 0.8; a paired (one-sample) test 34 at d_z = 0.5.
+    assert seeds_needed(1.0, 0.5, paired=False) == 64
+    assert seeds_needed(1.0, 0.8, paired=False) == 26
+    assert seeds_needed(1.0, 0.5, paired=True) == 34
+    # paired, sd 0.5, the paper's margin 0.6 (d_z = 1.2): the first n with power >= 0.8
+    n = seeds_needed(0.5, PAPER_MARGIN, paired=True)
+    assert _scipy_power(0.6, 0.5, n, True) >= 0.8 > _scipy_power(0.6, 0.5, n - 1, True)
+    assert n == 8 and seeds_needed(math.nan) is None and seeds_needed(0.0) == 2
+    assert seeds_needed(100.0, 0.6) is None  # more than MAX_SEEDS
+
+
+def test_resolvable_difference_is_resolved_80_percent_of_the_time():
+    """Monte Carlo of the report's own paired interval: 20,000 sweeps of 5 seeds."""
+    rng = np.random.default_rng(0)
+    n, sd = 5, 0.5
+    d = min_resolvable_difference(sd, n, paired=True)
+    diffs = rng.normal(d, sd, size=(20_000, n))  # per-seed differences a_s - b_s
+    half = stats.t.ppf(0.975, n - 1) * diffs.std(axis=1, ddof=1) / math.sqrt(n)
+    excluded = np.abs(diffs.mean(axis=1)) > half
+    assert excluded.mean() == pytest.approx(0.8, abs=0.01)
 
 
 def test_resolution_uses_the_same_pairing_as_the_ci():
@@ -72,9 +112,11 @@ def test_resolution_uses_the_same_pairing_as_the_ci():
     # sd(d) = sqrt(1/12) = 0.2887; half = 4.303 * 0.2887 / sqrt(3) = 0.7172 (the CI above)
     assert r.paired and r.n_seeds == 3 and r.spread_std == pytest.approx(0.2887, abs=1e-4)
     ci = diff_to_reference(a, b)
-    assert r.min_difference == pytest.approx((ci.high - ci.low) / 2)
-    # n=4: t3=3.182 * 0.2887/2 = 0.459 <= 0.6 ; n=3: 0.717 > 0.6  => 4 seeds
-    assert r.seeds_for_margin == 4 and r.margin == 0.6
+    assert r.half_width == pytest.approx((ci.high - ci.low) / 2)
+    assert r.min_difference == pytest.approx(min_resolvable_difference(r.spread_std, 3, True))
+    # d_z = 0.6 / 0.2887 = 2.08: n = 4 gives power 0.72, n = 5 gives 0.90 (scipy nct)
+    assert _scipy_power(0.6, r.spread_std, 4, True) < 0.8 < _scipy_power(0.6, r.spread_std, 5, True)
+    assert r.seeds_for_margin == 5 and r.margin == 0.6
     w = resolution(a, {5: 69.5, 6: 70.0})
     # pooled sd = sqrt((1.2583^2 + 0.3536^2) / 2) = sqrt((1.5833 + 0.125) / 2) = 0.9242
     assert not w.paired and w.n_seeds == 2 and w.spread_std == pytest.approx(0.9242, abs=1e-4)

@@ -89,11 +89,23 @@ def test_nan_loss_fails_the_run_with_its_reason(tmp_path):
 
 def test_max_steps_stops_early_and_still_evaluates(tmp_path):
     result = train(_cfg(max_steps=3), tmp_path).to_dict()
-    assert result["state"] == "COMPLETE" and result["steps_done"] == 3
+    assert result["state"] == "TRUNCATED" and result["steps_done"] == 3  # 4 steps an epoch
+    assert result["epochs_done"] == 0  # whole epochs only: the first was cut at step 3
+    assert (
+        result["fail_reason"]
+        == "truncated: train.max_steps=3 reached after 0 of 2 epochs (3 steps)"
+    )
+    assert 0 < result["train_step_time_s"] <= result["train_time_s"]
     assert result["top1"] is not None and math.isfinite(result["val_loss"])
     assert result["params"] > 0 and result["flops"] > 0 and result["img_per_s"] > 0
     rows = _metrics(tmp_path)
     assert len(rows) == 1 and rows[0]["val_top1"] != ""
+
+
+def test_a_budget_that_does_not_bind_leaves_the_run_complete(tmp_path):
+    result = train(_cfg(max_steps=8, epochs=2), tmp_path).to_dict()  # exactly 2 x 4 steps
+    assert result["state"] == "COMPLETE" and result["fail_reason"] is None
+    assert result["epochs_done"] == 2 and result["steps_done"] == 8
 
 
 def test_unwritable_run_dir_names_the_path(tmp_path):

@@ -153,7 +153,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (s.exp_dir / "experiment.json").is_file():
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
     rows.write_runs(s.exp_dir, worker.load_study(s))
-    print(f"report: {build_report(s.exp_dir)}")
+    include = getattr(args, "include_truncated", False)
+    print(f"report: {build_report(s.exp_dir, include_truncated=include)}")
     print(f"index: {write_index(Path(args.results))}")
     return 0
 

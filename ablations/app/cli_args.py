@@ -28,7 +28,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. train.epochs=5 (repeatable)")  # fmt: skip
 
 
-def _sweep_only(p: argparse.ArgumentParser) -> None:
+def _include_truncated(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include-truncated", action="store_true",
+                   help="report runs stopped by train.time_limit_s / max_steps before "
+                        "their last epoch (TRUNCATED) in tables and intervals")  # fmt: skip
+
+
+def _sweep_only(p: argparse.ArgumentParser, shown: bool = False) -> None:
     """The sweep's flags that say how to run: accepted and ignored, so that a sweep's command
     line works with ``status`` or ``report`` in its place."""
     quiet = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # unset: sweep defaults
@@ -37,6 +43,10 @@ def _sweep_only(p: argparse.ArgumentParser) -> None:
     for flag in ("--dry-run", "--measure", "--json", "--rerun", "--retry-failed", "--plain",
                  "--no-report"):  # fmt: skip
         p.add_argument(flag, action="store_true", **quiet)
+    if shown:  # report: its own flag, in its help
+        _include_truncated(p)
+    else:
+        p.add_argument("--include-truncated", action="store_true", **quiet)
     p.add_argument("--tuned", action="store_true", default=argparse.SUPPRESS,
                    help="the grid of `sweep --tuned` (tuned parameters)")  # fmt: skip
 
@@ -73,6 +83,7 @@ def _run_commands(sub: Any) -> None:
                    help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
     p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    _include_truncated(p)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
     p.add_argument("--tuned", action="store_true",
                    help="train each variant with its best parameters from `tune`")  # fmt: skip
@@ -92,7 +103,7 @@ def _run_commands(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment")
         _common(p)
-        _sweep_only(p)
+        _sweep_only(p, shown=name == "report")
 
 
 def _other_commands(sub: Any) -> None:

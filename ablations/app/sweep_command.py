@@ -1,6 +1,6 @@
 """The ``sweep`` command: early checks, signals, DDP set-up, local worker processes,
-runs.csv, the report and the exit code at the end (0 all complete, 1 any point failed,
-130 interrupted).
+runs.csv, the report and the exit code at the end (0 all complete or TRUNCATED by the budget
+asked for, 1 any point failed, 130 interrupted).
 
 Ctrl-C / SIGTERM: the first one stops every worker at its next step boundary (checkpoint,
 trial marked FAIL "interrupted", re-enqueued by the next ``sweep``, which resumes it); a
@@ -140,7 +140,8 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
     print(f"runs: {runs}")
     if not args.no_report:
         try:
-            report = build_report(s.exp_dir)
+            include = getattr(args, "include_truncated", False)
+            report = build_report(s.exp_dir, include_truncated=include)
             print(f"report: {report}")
             dirs = [s.exp_dir / p.run_dir for p in s.grid]  # their MLflow runs get the report
             trackers.log_report(dirs, [report, report.parent / "figures"])
@@ -149,6 +150,10 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
             log.error("report failed (results are safe in %s): %s: %s", s.exp_dir,
                       type(e).__name__, e)  # fmt: skip
     mine = {(p.variant, p.seed) for p in s.grid}
+    for r in records:
+        if r.point in mine and r.state == "TRUNCATED":
+            print(f"TRUNCATED {r.variant}-s{r.seed}: {r.fail_reason}; not a result (left out "
+                  "of the report); the next sweep retrains it", file=sys.stderr)  # fmt: skip
     failed = [r for r in records if r.point in mine and r.state == "FAIL"]
     for r in failed:
         reason = " ".join(str(r.fail_reason or "no reason recorded").split())[:300]

@@ -7,7 +7,14 @@ t-interval over seeds (``stats.diff_to_reference``: paired on shared seeds, else
 * **holds** if the CI lies inside the claimed region,
 * **does not hold** if the CI lies entirely outside it,
 * **inconclusive** if it straddles a bound, or if a variant has fewer than 2 complete seeds
-  (no CI; the point difference is still shown), or no complete run at all.
+  (no CI; the point difference is still shown), or no complete run at all,
+* **not comparable** if the two variants were not trained alike (``comparable.py``): no
+  interval is formed and the claim cannot hold on it.
+
+A claim that tests several pairs is corrected for it (Holm): each check's p-value (the
+smallest alpha at which its (1 - alpha) interval reaches its verdict, ``stats.region_p``) is
+Holm-adjusted over the claim's checks, and the verdict stands only where the adjusted p is
+below 5%; otherwise the check is inconclusive. With one check this is the 95% CI rule.
 
 Regions: "a better than b" is Δ > 0; "a worse than b" is Δ < 0; "a matches or beats b" is
 Δ > -MARGIN (non-inferiority); "a and b within MARGIN" is -MARGIN < Δ < MARGIN, where
@@ -17,20 +24,29 @@ exceed b's by more than COST_TOL (relative), "same" holds if both are within COS
 otherwise the check does not hold; inconclusive if a value was not recorded.
 A claim holds if all its checks hold, does not hold if any check does not hold, and is
 inconclusive otherwise. A claim about a variant absent from the sweep is **not tested**.
+
+Which claims: the paper's Table 2 claims for a traversal axis, its Table 3 claim for a
+pooling axis (``AXIS_FINDINGS``); any other axis gets a plain comparison of every variant
+with the reference (higher / lower / no resolved difference, Holm over the variants).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
 
+from ablations.report import comparable
 from ablations.report.load import Experiment
-from ablations.report.stats import diff_to_reference, verdict_for
+from ablations.report.stats import LEVEL, diff_to_reference, holm, region_p, verdict_for
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
+NOT_COMPARABLE = comparable.NOT_COMPARABLE
+ALPHA = 1 - LEVEL
 MARGIN = 0.6
 COST_TOL = 0.01
 INF = math.inf
@@ -41,6 +57,8 @@ class Check:
     label: str
     verdict: str
     evidence: str
+    p: float = math.nan  # accuracy checks: p of the verdict the interval points to
+    reached: str = ""  # that verdict (holds / does not hold), before the Holm correction
 
 
 @dataclass(frozen=True)
@@ -59,22 +77,43 @@ def combine(checks: list[Check]) -> str:
         return NOT_TESTED
     if FAILS in verdicts:
         return FAILS
-    return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+    return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE  # not comparable too
 
 
 def accuracy_check(exp: Experiment, a: str, b: str, lo: float, hi: float) -> Check:
-    """Check that top-1 Δ = a - b lies in the open region (lo, hi)."""
-    ci = diff_to_reference(exp.top1_by_seed(a), exp.top1_by_seed(b))
+    """Check that top-1 Δ = a - b lies in the open region (lo, hi) (uncorrected: holm_checks)."""
     label = f"{a} − {b}"
+    keys = comparable.pair_keys(exp, a, b)
+    if keys:
+        return Check(label, NOT_COMPARABLE, comparable.note(keys))
+    ci = diff_to_reference(exp.top1_by_seed(a), exp.top1_by_seed(b))
     if ci.n_a == 0 or ci.n_b == 0:
         gone = " or ".join(v for v, n in ((a, ci.n_a), (b, ci.n_b)) if n == 0)
         return Check(label, INCONCLUSIVE, f"no complete run of {gone}")
     evidence = f"Δ top-1 = {ci.diff:+.2f} pp"
-    if ci.has_ci:
-        evidence += f", 95% CI [{ci.low:+.2f}, {ci.high:+.2f}] (n = {ci.n_a} vs {ci.n_b})"
-    else:
+    if not ci.has_ci:
         evidence += f" (n = {ci.n_a} vs {ci.n_b}: fewer than 2 seeds, no CI)"
-    return Check(label, verdict_for(ci, lo, hi), evidence)
+        return Check(label, INCONCLUSIVE, evidence)
+    evidence += f", 95% CI [{ci.low:+.2f}, {ci.high:+.2f}] (n = {ci.n_a} vs {ci.n_b})"
+    inside, outside = region_p(ci, lo, hi)
+    p, reached = (inside, HOLDS) if inside <= outside else (outside, FAILS)
+    return Check(label, verdict_for(ci, lo, hi), evidence, p, reached)
+
+
+def holm_checks(checks: list[Check]) -> list[Check]:
+    """Holm-correct the accuracy checks among ``checks`` (those with a p-value)."""
+    adjusted = holm([c.p for c in checks])
+    m = sum(math.isfinite(c.p) for c in checks)
+    out = []
+    for c, adj in zip(checks, adjusted, strict=True):
+        if not math.isfinite(c.p):
+            out.append(c)
+            continue
+        verdict = c.reached if adj < ALPHA else INCONCLUSIVE
+        evidence = f"{c.evidence}; p = {c.p:.3g}" + (f", Holm-adjusted over {m} checks "
+                                                     f"{adj:.3g}" if m > 1 else "")  # fmt: skip
+        out.append(dataclasses.replace(c, verdict=verdict, evidence=evidence))
+    return out
 
 
 def _cost(exp: Experiment, variant: str, col: str) -> float:
@@ -86,6 +125,9 @@ def _cost(exp: Experiment, variant: str, col: str) -> float:
 def cost_check(exp: Experiment, a: str, b: str, relation: str) -> Check:
     """Params and FLOPs of a compared with b: ``relation`` is "more" or "same"."""
     label = f"cost {a} vs {b}"
+    keys = comparable.pair_keys(exp, a, b)
+    if keys:
+        return Check(label, NOT_COMPARABLE, comparable.note(keys))
     pa, pb = _cost(exp, a, "params"), _cost(exp, b, "params")
     fa, fb = _cost(exp, a, "flops"), _cost(exp, b, "flops")
     if not all(math.isfinite(x) and x > 0 for x in (pa, pb, fa, fb)):
@@ -110,7 +152,9 @@ def _finding(exp: Experiment, claim: str, rule: str, needs: list[str], make) -> 
     if absent:
         note = f"not in the sweep: {', '.join(absent)}"
         return Finding(claim, rule, NOT_TESTED, [], note)
-    checks = make()
+    checks = holm_checks(make())
+    m = sum(math.isfinite(c.p) for c in checks)
+    rule += f"; Holm over its {m} accuracy checks" if m > 1 else ""
     return Finding(claim, rule, combine(checks), checks)
 
 
@@ -174,14 +218,43 @@ def pooling_findings(exp: Experiment) -> list[Finding]:
     return [_finding(exp, claim, rule, needs, make)]
 
 
+HIGHER, LOWER, UNRESOLVED = "higher", "lower", "no resolved difference"
+_PLAIN = {HOLDS: HIGHER, FAILS: LOWER, INCONCLUSIVE: UNRESOLVED}
+
+
+def plain_findings(exp: Experiment) -> list[Finding]:
+    """Every variant against the reference, two-sided, Holm over the variants (no paper
+    claim exists for this axis)."""
+    ref = exp.reference
+    others = [v for v in exp.variants if v != ref]
+    rule = f"CI of Δ above 0: {HIGHER}; below 0: {LOWER}; else {UNRESOLVED}"
+    rule += f" (Holm over the {len(others)} comparisons with {ref})" if len(others) > 1 else ""
+    if ref not in exp.variants or not others:
+        what = f"the reference {ref}" if ref not in exp.variants else "a second variant"
+        claim = f"variants vs the reference {ref}"
+        return [Finding(claim, rule, NOT_TESTED, [], f"not in the sweep: {what}")]
+    checks = holm_checks([accuracy_check(exp, v, ref, 0, INF) for v in others])
+    out = []
+    for v, c in zip(others, checks, strict=True):
+        c = dataclasses.replace(c, verdict=_PLAIN.get(c.verdict, c.verdict))
+        out.append(Finding(f"{v} vs the reference {ref} (top-1)", rule, c.verdict, [c]))
+    return out
+
+
+AXIS_FINDINGS: dict[str, Callable[[Experiment], list[Finding]]] = {
+    "traversal": traversal_findings,  # the paper's Table 2
+    "pooling": pooling_findings,  # the paper's Table 3
+}
+
+
 def findings(exp: Experiment) -> list[Finding]:
-    """Findings for the experiment's axis."""
-    return pooling_findings(exp) if exp.axis == "pooling" else traversal_findings(exp)
+    """Findings for the experiment's axis: the paper's claims where it made some."""
+    return AXIS_FINDINGS.get(exp.axis, plain_findings)(exp)
 
 
-def findings_markdown(items: list[Finding]) -> str:
+def findings_markdown(items: list[Finding], head: str = "Claim (paper)") -> str:
     """A summary table of verdicts, then every check with its numbers."""
-    lines = ["| Claim (paper) | Verdict | Decision rule |", "| :--- | :--- | :--- |"]
+    lines = [f"| {head} | Verdict | Decision rule |", "| :--- | :--- | :--- |"]
     lines += [f"| {f.claim} | **{f.verdict}** | {f.rule} |" for f in items]
     lines.append("")
     for f in items:

@@ -19,7 +19,7 @@ import pandas as pd
 from ablations.schema.points import Point
 from ablations.schema.record import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
 
-STATES = ("COMPLETE", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+STATES = ("COMPLETE", "TRUNCATED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
 NUMERIC = NUMERIC_COLUMNS
 TEXT = tuple(c for c in CSV_COLUMNS if c not in NUMERIC_COLUMNS)
 COLUMNS = CSV_COLUMNS
@@ -33,6 +33,12 @@ class Experiment:
     meta: dict[str, Any]
     runs: pd.DataFrame
     records: list[RunRecord] = field(default_factory=list)  # the result.json of every run
+    include_truncated: bool = False  # --include-truncated: TRUNCATED runs count as results
+
+    @property
+    def result_states(self) -> tuple[str, ...]:
+        """States of the runs that enter tables and intervals."""
+        return ("COMPLETE", "TRUNCATED") if self.include_truncated else ("COMPLETE",)
 
     @property
     def name(self) -> str:
@@ -77,16 +83,25 @@ class Experiment:
 
     def top1_by_seed(self, variant: str) -> dict[int, float]:
         """seed -> top-1 of the complete runs of ``variant`` (for paired statistics)."""
-        done = self.complete(variant)
-        return {int(s): float(v) for s, v in zip(done["seed"], done["top1"], strict=True)}
+        return self.by_seed(variant, "top1")
+
+    def by_seed(self, variant: str, metric: str) -> dict[int, float]:
+        """seed -> ``metric`` of the complete runs of ``variant``."""
+        done = self.complete(variant, metric)
+        return {int(s): float(v) for s, v in zip(done["seed"], done[metric], strict=True)}
 
     def rows(self, variant: str) -> pd.DataFrame:
         return self.runs[self.runs["variant"] == variant]
 
     def complete(self, variant: str, metric: str = "top1") -> pd.DataFrame:
-        """Complete runs of ``variant`` that report a finite ``metric``."""
+        """Complete runs of ``variant`` that report a finite ``metric`` (with
+        ``include_truncated``, TRUNCATED ones too)."""
         r = self.rows(variant)
-        return r[(r["state"] == "COMPLETE") & np.isfinite(r[metric])]
+        return r[r["state"].isin(self.result_states) & np.isfinite(r[metric])]
+
+    def truncated(self) -> pd.DataFrame:
+        """Rows of runs stopped by their budget before the last epoch."""
+        return self.runs[self.runs["state"] == "TRUNCATED"]
 
 
 def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -119,14 +134,15 @@ def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     return _normalise(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True))
 
 
-def load_experiment(exp_dir: Path) -> Experiment:
+def load_experiment(exp_dir: Path, include_truncated: bool = False) -> Experiment:
     """Read ``exp_dir``; a missing runs.csv means every grid point is MISSING."""
     exp_dir = Path(exp_dir)
     meta = json.loads((exp_dir / "experiment.json").read_text())
     csv = exp_dir / "runs.csv"
     runs = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame()
     runs = _complete_grid(_normalise(runs), meta)
-    return Experiment(exp_dir, meta, runs.reset_index(drop=True), read_all(exp_dir))
+    return Experiment(exp_dir, meta, runs.reset_index(drop=True), read_all(exp_dir),
+                      include_truncated)  # fmt: skip
 
 
 def status_counts(exp: Experiment) -> pd.DataFrame:
@@ -143,7 +159,8 @@ def status_counts(exp: Experiment) -> pd.DataFrame:
 def failures(exp: Experiment) -> pd.DataFrame:
     """Failed runs and any run that states a failure reason, with that reason."""
     r = exp.runs
-    bad = r[(r["state"] == "FAIL") | (r["fail_reason"].str.strip() != "")]
+    stated = (r["fail_reason"].str.strip() != "") & (r["state"] != "TRUNCATED")  # not a failure
+    bad = r[(r["state"] == "FAIL") | stated]
     out = bad[["variant", "seed", "state", "fail_reason", "epochs_done"]].copy()
     out["fail_reason"] = out["fail_reason"].replace("", "(no reason recorded)")
     return out.reset_index(drop=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.report import setting
-from ablations.report.findings import findings, findings_markdown, findings_rows
+from ablations.report import comparable, setting
+from ablations.report.findings import AXIS_FINDINGS, findings, findings_markdown, findings_rows
 from ablations.report.influence_table import influence_section
 from ablations.report.load import Experiment, failures, load_experiment
 from ablations.report.plots import all_plots
@@ -25,13 +25,31 @@ def _kv(value: object) -> str:
     return "—" if value in (None, "", [], {}) else str(value)
 
 
+def top_warnings(exp: Experiment) -> str:
+    """The page's first lines: runs not trained alike (key by key, per run), truncated runs,
+    and other setting differences; "" when there is nothing to warn about."""
+    lines = comparable.warnings(exp) + _truncated_warnings(exp) + setting.setting_lines(exp)[1]
+    lines += setting.model_notes(exp)  # variants that trained the same model, unused directions
+    return "\n>\n".join(f"> **Warning:** {w}" for w in lines) + "\n" if lines else ""
+
+
+def _truncated_warnings(exp: Experiment) -> list[str]:
+    cut = exp.truncated()
+    if cut.empty:
+        return []
+    names = ", ".join(f"{r.variant}-s{int(r.seed)} ({r.fail_reason})" for r in cut.itertuples())
+    if exp.include_truncated:
+        return [f"{len(cut)} TRUNCATED run(s) are included in the tables and intervals "
+                f"(--include-truncated), although they stopped early: {names}"]  # fmt: skip
+    return [f"{len(cut)} TRUNCATED run(s) stopped before their last epoch and are left out of "
+            f"the tables and intervals (--include-truncated to include them): {names}"]  # fmt: skip
+
+
 def header(exp: Experiment) -> str:
-    """What the runs recorded (their setting), warnings where they differ, and every
-    deviation from the paper's protocol."""
+    """What the runs recorded (their setting) and every deviation from the paper's protocol
+    (the warnings where runs differ: ``top_warnings``)."""
     m = exp.meta
-    lines, warnings = setting.setting_lines(exp)
-    warnings += setting.model_notes(exp)
-    top = [f"> **Warning:** {w}" for w in warnings]
+    lines, _ = setting.setting_lines(exp)
     head = [
         f"- Experiment `{exp.name}`, axis **{exp.axis}**, reference **{exp.reference}**, "
         f"protocol **{_kv(m.get('protocol'))}**",
@@ -51,8 +69,7 @@ def header(exp: Experiment) -> str:
     devs = setting.deviations(exp)
     head += ["", f"**Deviations from the paper's setting** ({PAPER}):", ""]
     head += [f"- {d}" for d in devs] or ["- none recorded by the runs"]
-    warn = "\n".join(top) + "\n\n" if top else ""
-    return warn + "\n".join(head) + "\n"
+    return "\n".join(head) + "\n"
 
 
 def _grid_summary(exp: Experiment) -> list[str]:
@@ -109,10 +126,11 @@ def _table_md(table: Table) -> str:
     return f"**{table.caption}**\n\n{to_markdown(table)}"
 
 
-def build_report(exp_dir: Path) -> Path:
-    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``exp_dir``."""
+def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
+    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``exp_dir``
+    (``include_truncated``: TRUNCATED runs count as results, with a warning)."""
     exp_dir = Path(exp_dir)
-    exp = load_experiment(exp_dir)
+    exp = load_experiment(exp_dir, include_truncated)
     main = main_frame(exp)
     tables = {"main": (main, main_table(exp, main))}
     diffs = diff_frame(exp)
@@ -126,11 +144,15 @@ def build_report(exp_dir: Path) -> Path:
     figs = all_plots(exp, main, exp_dir / FIG_DIR)
     paths = _paths_figure(exp, exp_dir / FIG_DIR)
 
-    parts = [f"# {exp.name}: ViL {exp.axis} ablation report\n", "## Setting\n", header(exp)]
-    parts += ["## Results\n", _table_md(tables["main"][1])]
+    parts = [f"# {exp.name}: ViL {exp.axis} ablation report\n"]
+    parts += [w for w in (top_warnings(exp),) if w]
+    parts += ["## Setting\n", header(exp), "## Results\n", _table_md(tables["main"][1])]
     parts += ["Files: table_main.{md,tex,csv}.\n", "## Difference to the reference\n"]
-    parts += [_table_md(tables["diff"][1]), "## Findings (paper's claims vs. this sweep)\n"]
-    parts += [findings_markdown(found), "## Figures\n"]
+    paper = exp.axis in AXIS_FINDINGS  # the paper made claims about this axis
+    what = "paper's claims vs. this sweep" if paper else "vs. the reference"
+    parts += [_table_md(tables["diff"][1]), f"## Findings ({what})\n"]
+    parts += [findings_markdown(found, "Claim (paper)" if paper else "Comparison")]
+    parts.append("## Figures\n")
     titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
     titles |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
     parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]

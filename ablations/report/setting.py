@@ -14,17 +14,21 @@ from ablations.report.load import Experiment
 from ablations.schema.record import RunRecord
 from ablations.schema.same_model import same_model_notes
 
-# (record field, label) in the order the page shows them.
+# (record field, label, restates the science config) in the order the page shows them. Where
+# runs differ in a science field, comparable.py warns (key by key, for the runs the tables
+# use); the others are warned about here.
+S, N = True, False
 FIELDS = (
-    ("dataset", "dataset"), ("data_root", "data root"), ("class_list", "class list"),
-    ("num_classes", "classes"), ("train_images", "training images"),
-    ("val_images", "validation images"), ("num_skipped", "skipped files"),
-    ("chance_top1", "chance top-1 (%)"), ("img_size", "image size (px)"),
-    ("model_size", "model size"), ("dim", "dim"), ("depth", "depth"),
-    ("patch_size", "patch"), ("init", "init"), ("design", "design"), ("epochs", "epochs"),
-    ("batch_size", "batch size"), ("base_lr", "base lr (at batch 1024)"),
-    ("peak_lr", "peak lr (used)"), ("precision", "precision"), ("compile", "compile"),
-    ("device", "device"), ("world_size", "processes"), ("git_rev", "git rev"),
+    ("dataset", "dataset", S), ("data_root", "data root", N), ("class_list", "class list", S),
+    ("num_classes", "classes", S), ("train_images", "training images", N),
+    ("val_images", "validation images", N), ("num_skipped", "skipped files", N),
+    ("chance_top1", "chance top-1 (%)", S), ("img_size", "image size (px)", S),
+    ("model_size", "model size", S), ("dim", "dim", S), ("depth", "depth", S),
+    ("patch_size", "patch", S), ("init", "init", S), ("design", "design", S),
+    ("epochs", "epochs", S), ("batch_size", "batch size", S),
+    ("base_lr", "base lr (at batch 1024)", S), ("peak_lr", "peak lr (used)", S),
+    ("precision", "precision", S), ("compile", "compile", N), ("device", "device", N),
+    ("world_size", "processes", N), ("git_rev", "git rev", N),
 )  # fmt: skip
 DATA_FILES = {"classes": "classes.txt", "counts": "data_counts.csv", "skipped": "skipped_files.csv"}
 
@@ -45,7 +49,7 @@ def _axis_fields(exp: Experiment) -> set[str]:
 
 def values(exp: Experiment) -> dict[str, Counter]:
     """Per field, how many recorded runs had each value."""
-    return {f: Counter(_text(getattr(r, f)) for r in exp.recorded()) for f, _ in FIELDS}
+    return {f: Counter(_text(getattr(r, f)) for r in exp.recorded()) for f, *_ in FIELDS}
 
 
 def setting_lines(exp: Experiment) -> tuple[list[str], list[str]]:
@@ -53,14 +57,14 @@ def setting_lines(exp: Experiment) -> tuple[list[str], list[str]]:
     if not exp.recorded():
         return ["- No run has recorded its setting yet (nothing has started)."], []
     lines, warnings, axis = [], [], _axis_fields(exp)
-    for f, label in FIELDS:
+    for f, label, in_science in FIELDS:
         counts = values(exp)[f]
         if len(counts) == 1:
             lines.append(f"- {label}: {next(iter(counts))}")
             continue
         spread = ", ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in counts.most_common())
         lines.append(f"- {label}: {spread}")
-        if f not in axis:
+        if f not in axis and not in_science:
             warnings.append(f"runs differ in {label}: {spread}")
     seeds = sorted({int(r.seed) for r in exp.recorded()})
     lines.append(f"- seeds: {', '.join(map(str, seeds))}")
@@ -127,11 +131,18 @@ def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def deviations(exp: Experiment) -> list[str]:
-    """How the runs' configs differ from the paper's protocol (union over runs, in order)."""
-    out: dict[str, None] = {}
-    for r in exp.recorded():
-        out.update(dict.fromkeys(r.deviations))
-    return list(out)
+    """How the runs' configs differ from the paper's protocol (union over runs, in order); a
+    deviation that only some runs have names them."""
+    runs: dict[str, list[str]] = {}
+    recorded = exp.recorded()
+    for r in sorted(recorded, key=lambda r: (r.variant, r.seed)):
+        for d in r.deviations:
+            runs.setdefault(d, []).append(f"{r.variant}-s{r.seed}")
+    out = []
+    for d in dict.fromkeys(d for r in recorded for d in r.deviations):
+        some = len(runs[d]) < len(recorded)
+        out.append(f"{d} (only {', '.join(runs[d])})" if some else d)
+    return out
 
 
 def model_notes(exp: Experiment) -> list[str]:

@@ -136,3 +136,34 @@ def verdict_for(ci: DiffCI, lo: float, hi: float) -> str:
     if ci.high < lo or ci.low > hi:
         return "does not hold"
     return "inconclusive"
+
+
+def region_p(ci: DiffCI, lo: float, hi: float, level: float = LEVEL) -> tuple[float, float]:
+    """(p_inside, p_outside) for the claimed open region ``(lo, hi)`` of the true difference:
+    the smallest alpha at which the (1 - alpha) t-interval of ``ci`` lies inside the region,
+    and the smallest at which it lies entirely outside it (1.0: never; NaN: no CI).
+    At alpha = 1 - level this is ``verdict_for``: holds iff p_inside < alpha."""
+    if not ci.has_ci:
+        return math.nan, math.nan
+    se = (ci.high - ci.low) / 2 / t_quantile(ci.df, level)
+    d = ci.diff
+
+    def p(margin: float) -> float:  # two-sided p of "the interval clears this margin"
+        if se == 0:
+            return 0.0 if margin > 0 else 1.0
+        return min(1.0, float(2 * stats.t.sf(margin / se, ci.df))) if margin > 0 else 1.0
+
+    inside = p(min(d - lo, hi - d))
+    outside = min(p(lo - d), p(d - hi))
+    return inside, outside
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN entries are not tested and stay NaN):
+    the i-th smallest of m is multiplied by m - i (i from 0), then made non-decreasing."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if math.isfinite(p))
+    m, out, running = len(tested), [math.nan] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out

@@ -1,8 +1,9 @@
 """The report's tables: numbers as DataFrames (the CSVs), then formatted as ``Table``.
 
 Main table (mirror of the paper's Table 2 or 3): one row per variant in sweep order; accuracy
-is the mean ± sample std over the complete seeds, cost columns come from the runs. Bold marks
-the best top-1, top-5, img/s (highest) and train time (lowest); ties are all bold.
+is the mean ± sample std over the complete seeds, cost columns come from the runs. Bold marks a
+row's top-1 (top-5) only where the 95% CI of its difference to every other row with results
+lies above 0 (``clear_best``), and never across runs that were not trained alike.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from ablations.report import comparable
 from ablations.report.load import Experiment, status_counts
-from ablations.report.power import resolution
+from ablations.report.power import POWER, resolution
 from ablations.report.render import MISSING, Cell, Table, fmt, fmt_duration, fmt_pm
 from ablations.report.setting import model_notes
 from ablations.report.stats import diff_to_reference, summarise
@@ -87,13 +89,35 @@ def _match_columns(exp: Experiment, variant: str) -> dict:
     return {"match": r.match, "solved": r.match_value, "match_diff_pct": diff}
 
 
-def _best(values: pd.Series, higher: bool) -> pd.Series:
-    """Mask of the best finite value(s) of a column."""
-    finite = values[np.isfinite(values)]
-    if finite.empty:
-        return pd.Series(False, index=values.index)
-    target = finite.max() if higher else finite.min()
-    return pd.Series(np.isclose(values, target) & np.isfinite(values), index=values.index)
+def clear_best(exp: Experiment, metric: str = "top1") -> set[str]:
+    """The variant whose 95% CI of ``metric``'s difference to every other variant with results
+    lies above 0 (an intersection-union test: each at 95%, no correction needed); none when
+    there is no such variant, a single variant, or a pair that is not comparable."""
+    have = [v for v in exp.variants if len(exp.complete(v, metric))]
+    for a in have if len(have) > 1 else []:
+        mine = exp.by_seed(a, metric)
+        if all(
+            not comparable.pair_keys(exp, a, b)
+            and diff_to_reference(mine, exp.by_seed(b, metric)).low > 0  # NaN (no CI): False
+            for b in have
+            if b != a
+        ):
+            return {a}
+    return set()
+
+
+def _bold_mask(exp: Experiment, frame: pd.DataFrame, metric: str) -> pd.Series:
+    return frame["variant"].isin(clear_best(exp, metric))
+
+
+FOOT_BOLD = (
+    "Bold: the row's 95% CI of the difference to every other row lies above 0 (paired "
+    "or Welch as in the difference table; all must hold, so no correction is needed)."
+)
+FOOT_NO_BOLD = (
+    "No bold: no row's 95% CI of the difference to every other row lies above 0 "
+    "(or some rows were not trained alike)."
+)
 
 
 def _name_cell(row: pd.Series) -> Cell:
@@ -121,8 +145,8 @@ def _speed_cells(r: pd.Series) -> list[Cell]:
 
 def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
     """Format ``main_frame`` as the paper-style table for the experiment's axis."""
-    best = {"top1": _best(frame["top1_mean"], True), "top5": _best(frame["top5_mean"], True)}
     top5 = show_top5(exp)
+    best = {m: _bold_mask(exp, frame, m) for m in ("top1", "top5")}
     acc_head = ["Top-1 (%)", "n"] + (["Top-5 (%)"] if top5 else [])
     cost_head = ["#Params (M)", "GFLOPs (fwd/img)"]
     rows = []
@@ -155,7 +179,10 @@ def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
             r += [Cell(fmt(row.solved, 0)),
                   Cell(f"{row.match_diff_pct:+.2f}% {row.match}" if ok else MISSING)]  # fmt: skip
         align += "rr"
-    notes = [FOOT_REF, FOOT_N, FOOT_MISSING, "Bold: best accuracy of the column."]
+    bold = best["top1"].any() or (top5 and best["top5"].any())
+    notes = [FOOT_REF, FOOT_N, FOOT_MISSING, FOOT_BOLD if bold else FOOT_NO_BOLD]
+    if exp.include_truncated and not exp.truncated().empty:
+        notes.append("n includes TRUNCATED runs (--include-truncated): see the warning above.")
     notes += [f"Warning: {n}." for n in model_notes(exp)]
     if not top5:
         notes.append("Top-5 not shown: the runs have 5 classes or fewer.")
@@ -177,17 +204,30 @@ def diff_frame(exp: Experiment) -> pd.DataFrame:
         if variant == exp.reference:
             continue
         mine = exp.top1_by_seed(variant)
+        keys = comparable.pair_keys(exp, variant, exp.reference) if exp.reference else []
+        if keys:  # trained differently: no difference, no interval
+            out.append(_not_comparable(variant, exp.reference, len(mine), len(ref), keys))
+            continue
         ci, res = diff_to_reference(mine, ref), resolution(mine, ref)
         note = ci.note if ci.n_a and ci.n_b else "no complete run on one side"
         rec = {"variant": variant, "reference": exp.reference, "diff_top1": ci.diff}
         rec |= {"ci_low": ci.low, "ci_high": ci.high, "df": ci.df, "n": ci.n_a, "n_ref": ci.n_b}
         rec |= {"min_resolvable": res.min_difference, "seeds_for_margin": res.seeds_for_margin}
+        rec |= {"ci_half_width": res.half_width}
         out.append(rec | {"method": ci.method, "note": "" if ci.has_ci else note})
     return pd.DataFrame(out, columns=_DIFF_COLS)
 
 
+def _not_comparable(variant: str, ref: str, n: int, n_ref: int, keys: list[str]) -> dict:
+    nan = math.nan
+    rec = {"variant": variant, "reference": ref, "diff_top1": nan, "ci_low": nan, "ci_high": nan}
+    rec |= {"df": nan, "n": n, "n_ref": n_ref, "min_resolvable": nan, "seeds_for_margin": None}
+    return rec | {"ci_half_width": nan, "method": comparable.NOT_COMPARABLE,
+                  "note": comparable.note(keys)}  # fmt: skip
+
+
 _DIFF_COLS = ["variant", "reference", "diff_top1", "ci_low", "ci_high", "df", "n", "n_ref"]
-_DIFF_COLS += ["min_resolvable", "seeds_for_margin", "method", "note"]
+_DIFF_COLS += ["min_resolvable", "seeds_for_margin", "ci_half_width", "method", "note"]
 
 
 def _seeds_cell(value: object) -> str:
@@ -205,15 +245,20 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
         rows[-1] += [Cell(f"{r['n']}/{r['n_ref']}"), Cell(r["method"])]
         rows[-1] += [Cell(fmt(r["min_resolvable"], 2)), Cell(_seeds_cell(r["seeds_for_margin"]))]
         rows[-1] += [Cell(r["note"])]
+    pct = f"{POWER:.0%}"
     headers = [f"Variant − {exp.reference}", "Δ top-1 (pp)", "95% CI", "df", "n/n_ref"]
-    headers += ["Method", "Resolvable (pp)", "Seeds for 0.6 pp", "Note"]
+    headers += ["Method", f"Resolvable at {pct} power (pp)", f"Seeds for 0.6 pp at {pct} power"]
+    headers += ["Note"]
     caption = f"{exp.name}: top-1 difference to the reference {exp.reference}"
     notes = [
         "paired: t-interval of per-seed differences (every variant of a seed sees the same "
         "data order and augmentation); welch: independent seeds (see ablations/report/stats.py);",
-        "Resolvable: the CI half-width these seeds give at their spread (a smaller gap is not "
-        "resolved); Seeds for 0.6 pp: seeds that would resolve the paper's smallest margin.",
-        "With one complete seed on a side the difference is shown without a CI.",
+        f"Resolvable: the true difference these seeds resolve (95% CI excluding 0) with {pct} "
+        f"probability at their spread (noncentral t; the CI half-width, in table_diff.csv, is "
+        f"resolved with only 50-70% power); Seeds for 0.6 pp: seeds that would resolve the "
+        f"paper's smallest margin with {pct} power.",
+        "With one complete seed on a side the difference is shown without a CI; "
+        f"{comparable.NOT_COMPARABLE}: the two were trained differently (no interval).",
     ]
     return Table(headers, rows, "lrrrrlrrl", caption, f"tab:{exp.name}-diff", notes)
 
@@ -221,7 +266,8 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
 def status_table(exp: Experiment) -> tuple[pd.DataFrame, Table]:
     """Counts of complete / failed / running / waiting / missing grid points per variant."""
     frame = status_counts(exp)
-    cols = ["complete", "fail", "interrupted", "running", "waiting", "missing", "total"]
+    cols = ["complete", "truncated", "fail", "interrupted", "running", "waiting", "missing"]
+    cols.append("total")
     if frame["other"].any():
         cols.insert(-1, "other")
     rows = [[Cell(r["variant"])] + [Cell(str(r[c])) for c in cols] for _, r in frame.iterrows()]

@@ -23,8 +23,12 @@ from ablations.schema.files import atomic_write, read_json, write_json
 NESTED = {"nested": True}  # result.json only: too large or structured for a CSV cell
 RESULT_FILE = "result.json"
 LIVE_STATES = ("RUNNING", "WAITING")  # scheduling states, from the study
-STATES = ("COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
+STATES = (
+    "COMPLETE", "TRUNCATED", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING"
+)  # fmt: skip
 # PRUNED: a tune trial stopped early by the pruner (ablations/tune/), never a grid point
+# TRUNCATED: stopped by train.time_limit_s / train.max_steps before its last epoch's last step:
+# never a result (the report leaves it out unless --include-truncated; a sweep retrains it)
 
 
 @dataclass
@@ -41,7 +45,7 @@ class RunRecord:
     traversal: str = ""
     pooling: str = ""
     fingerprint: str = ""  # hash of the science part of the resolved config (config.py)
-    state: str = "MISSING"  # RUNNING | COMPLETE | FAIL | INTERRUPTED | PRUNED (+ WAITING...)
+    state: str = "MISSING"  # RUNNING | COMPLETE | TRUNCATED | FAIL | INTERRUPTED | PRUNED ...
     fail_reason: str | None = None
     # What it measured.
     params: int | None = None
@@ -50,6 +54,7 @@ class RunRecord:
     top5: float | None = None
     val_loss: float | None = None
     train_time_s: float | None = None
+    train_step_time_s: float | None = None  # of train_time_s, the time in train steps
     img_per_s: float | None = None
     peak_mem_mb: float | None = None
     epochs_done: int = 0
@@ -100,6 +105,9 @@ class RunRecord:
     resumed_from: dict = field(default_factory=dict, metadata=NESTED)
     tuned: dict = field(default_factory=dict, metadata=NESTED)  # key -> value the tune chose
     tune_ranges: dict = field(default_factory=dict, metadata=NESTED)  # key -> [low, high, log]
+    # Config keys the variant sets itself (its row's definition, match: solved keys); they
+    # differ between rows by design. None: not recorded (older records).
+    own_keys: list | None = field(default=None, metadata=NESTED)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

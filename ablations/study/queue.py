@@ -6,6 +6,8 @@ A trial carries only what scheduling needs, as user attributes set at enqueue ti
 (ablations/schema/record.py), never here. A point is done when a COMPLETE trial with the point's
 current fingerprint exists; ``reconcile`` enqueues what is missing (under the grid lock),
 including retries of interrupted or lost trials, which resume from the trial's checkpoint.
+A run its budget stopped early (TRUNCATED, told as FAIL kind ``truncated``) is never done: the
+next ``sweep`` command retrains it from scratch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ablations.schema.points import Point
 
 RETRYABLE = ("interrupted", "worker_lost")  # fail kinds a retry resumes from the checkpoint
+TRUNCATED = "truncated"  # fail kind of a run stopped by train.time_limit_s / max_steps
 LOST_REASON = "worker lost (no heartbeat); retried from its last checkpoint"
 
 
@@ -59,6 +62,8 @@ def _decide(
         return (False, "new")
     last = max(ts, key=lambda t: t.number)
     kind = fail_kind(last)
+    if kind == TRUNCATED:  # stopped by its budget: never done; a new command retrains it
+        return (False, "retrain truncated run") if initial else None
     if kind in RETRYABLE:
         lost = sum(fail_kind(t) == "worker_lost" for t in ts if t.state == TrialState.FAIL)
         if initial or lost <= max_retries:

@@ -210,9 +210,11 @@ def load_best(place: Place, settings: dict[str, dict[str, Any]], exp: str) -> di
         study = existing(place, v)
         old = study.user_attrs.get("setting") if study else None
         if old is not None and old != setting:
+            diff = ", ".join(k for k in sorted(set(old) | set(setting))
+                             if old.get(k) != setting.get(k))  # fmt: skip
             raise TuneError(f"--tuned: {study_name(place.name, v)} was tuned with another "
-                            "setting (protocol, --set, budget, space, pruner or seed "
-                            "changed); tune again")  # fmt: skip
+                            f"setting ({diff} changed: protocol, --set, budget, space, pruner "
+                            "or seed); tune again")  # fmt: skip
         best = summarise(study.get_trials() if study else [])
         if best is None:
             where = storage.masked(place.storage) or place.exp_dir / storage.JOURNAL_FILE

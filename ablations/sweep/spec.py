@@ -111,6 +111,8 @@ class Sweep:
             deviations=point_deviations(self, cfg, p.variant),
         )  # fmt: skip
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
+        own = flatten(self.exp.variant(p.variant).overrides) | flatten(m.overrides if m else {})
+        rec.own_keys = sorted(own)  # the row's own settings (the report's comparability)
         if m is not None:
             rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
         if t is not None:

@@ -108,7 +108,9 @@ def train(
         data_fields(rec, parts.bundle)
         fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk)
         rec.update(fitted)
-        rec.state = "COMPLETE"
+        rec.state, rec.fail_reason = "COMPLETE", None
+        if fitted["steps_done"] < config.train.epochs * parts.steps_per_epoch:
+            rec.state, rec.fail_reason = "TRUNCATED", truncation_reason(config, fitted)
     except BaseException as e:
         interrupted = isinstance(e, Interrupted | KeyboardInterrupt)
         rec.state = "INTERRUPTED" if interrupted else "FAIL"
@@ -128,6 +130,17 @@ def train(
             trk.close(rec)  # after result.json: the trackers log the record as written
             close_logger(log)
     return rec
+
+
+def truncation_reason(config: RunConfig, fitted: dict[str, Any]) -> str:
+    """Why a run stopped before its last step: the budget that was reached."""
+    tc = config.train
+    by_steps = tc.max_steps is not None and fitted["steps_done"] >= tc.max_steps
+    budget = (
+        f"train.max_steps={tc.max_steps}" if by_steps else f"train.time_limit_s={tc.time_limit_s}"
+    )
+    return (f"truncated: {budget} reached after {fitted['epochs_done']} of {tc.epochs} epochs "
+            f"({fitted['steps_done']} step{'' if fitted['steps_done'] == 1 else 's'})")  # fmt: skip
 
 
 def _build(config: RunConfig, rt: Runtime) -> Parts:
@@ -214,7 +227,7 @@ def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk) -
         "train_time_s": pos.wall_time_s,
         "img_per_s": pos.images / max(pos.train_time_s, 1e-9),
         "train_step_time_s": pos.train_time_s,
-        "epochs_done": pos.epoch,
+        "epochs_done": pos.global_step // parts.steps_per_epoch,  # whole epochs only
         "steps_done": pos.global_step,
     }
 

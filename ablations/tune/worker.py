@@ -69,11 +69,13 @@ class Job:
 
     def setting(self, variant: str) -> dict[str, Any]:
         """What decides a variant's tune trials (its study's stamp): the config's fingerprint,
-        the search space (resolved bounds and start points), budget, pruner and sampler seed."""
+        the search space (resolved ranges and start points), budget, pruner and sampler seed."""
         t = self.sweep.exp.tune
-        bounds = {k: list(b) for k, b in self.bounds(variant).items()}
-        return {"fingerprint": self.fingerprint(variant), "space": bounds,
-                "start": [dict(p) for p in t.start], "budget_epochs": self.budget_epochs(variant),
+        bounds = self.bounds(variant)
+        start = space.start_points(t, self.base(variant), bounds, variant)
+        return {"fingerprint": self.fingerprint(variant),
+                "space": {k: list(b) for k, b in bounds.items()},
+                "start": [dict(p) for p in start], "budget_epochs": self.budget_epochs(variant),
                 "pruner": t.pruner, "sampler_seed": t.seed}  # fmt: skip
 
     def budget_epochs(self, variant: str) -> int:
@@ -135,6 +137,9 @@ def _train(cfg: RunConfig, run_dir: Path, trial: Trial, record: Any,
     try:
         rec = train(cfg, run_dir, reporter, should_stop=stop.is_set, resume=False,
                     record=record)  # fmt: skip
+        if rec.state == "TRUNCATED":  # a budget cut it short: its top-1 is not the trial's
+            log.error("%s %s", run_dir.name, rec.fail_reason)
+            return "fail", None
         return "complete", float(rec.top1)
     except Pruned:
         _keep_last_value(run_dir, reporter.last)

@@ -1,0 +1,135 @@
+"""Which runs a report may compare: those trained alike.
+
+Two runs are comparable when their science configs (``RunRecord.science``, what the
+fingerprint hashes) are equal apart from keys that differ by design:
+
+- ``train.seed`` (statistics pair on it) and the budget keys ``train.max_steps`` /
+  ``train.time_limit_s`` (a run its budget stopped early is TRUNCATED, never COMPLETE);
+- between runs of *different* variants also: the experiment's axis key, each variant's own
+  settings (``RunRecord.own_keys``: its row's overrides and solved ``match:`` keys) and the
+  keys that both runs' tune studies chose (``RunRecord.tuned``; a tuned row against an
+  untuned one differs in them).
+
+Runs of one variant must agree on everything but the seed. Two variants are comparable when
+every pair of their runs (within and across them) is. The tables give "not comparable"
+instead of an interval for other pairs, the findings use none of them, and the page warns at
+the top with each differing key and its value per run. Only the runs that enter the tables
+count (COMPLETE, plus TRUNCATED with ``--include-truncated``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ablations.report.load import Experiment
+from ablations.schema.record import RunRecord
+
+ALWAYS_EXEMPT = frozenset({"train.seed", "train.max_steps", "train.time_limit_s"})
+UNRECORDED = "(not recorded)"
+RECORDED_KEY = "(science config)"  # some runs recorded theirs, others did not
+NOT_COMPARABLE = "not comparable"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One science key in which compared runs differ: value text -> the runs with it."""
+
+    key: str
+    by_value: dict[str, list[str]]
+
+    def text(self) -> str:
+        """``train.weight_decay: 0.9 (uni s0, s1) vs 0.05 (alternating s0, s1)``."""
+        parts = [f"{value} ({_run_list(names)})" for value, names in self.by_value.items()]
+        return f"{self.key}: " + " vs ".join(parts)
+
+
+def axis_key(exp: Experiment) -> str:
+    return str(exp.meta.get("axis_key") or f"model.{exp.axis}")
+
+
+def compared_runs(exp: Experiment, variants: Iterable[str] | None = None) -> list[RunRecord]:
+    """Records of the runs the tables use (of ``variants``, default all), in sweep order."""
+    rows = exp.runs[exp.runs["state"].isin(exp.result_states)]
+    used = {(str(v), int(s)) for v, s in zip(rows["variant"], rows["seed"], strict=True)}
+    wanted = set(exp.variants if variants is None else variants)
+    recs = [r for r in exp.records if r.point in used and r.variant in wanted]
+    order = {v: i for i, v in enumerate(exp.variants)}
+    return sorted(recs, key=lambda r: (order.get(r.variant, len(order)), r.variant, r.seed))
+
+
+def _exempt(x: RunRecord, y: RunRecord, axis: str) -> set[str]:
+    keys = set(ALWAYS_EXEMPT)
+    if x.variant != y.variant:
+        keys |= {axis, *(x.own_keys or []), *(y.own_keys or [])}
+        keys |= set(x.tuned) & set(y.tuned)  # both tuned it: each row's own tune result
+    return keys
+
+
+def _value(rec: RunRecord, key: str) -> Any:
+    if key == RECORDED_KEY:
+        return "recorded" if rec.science else "not recorded"
+    return rec.science.get(key, UNRECORDED) if rec.science else UNRECORDED
+
+
+def differing_keys(runs: list[RunRecord], axis: str) -> list[str]:
+    """Science keys in which some two of ``runs`` differ that are not exempt for them."""
+    found: set[str] = set()
+    for i, x in enumerate(runs):
+        for y in runs[i + 1 :]:
+            if not x.science or not y.science:  # an older or hand-made record
+                if bool(x.science) != bool(y.science):
+                    found.add(RECORDED_KEY)
+                continue
+            skip = _exempt(x, y, axis)
+            keys = (set(x.science) | set(y.science)) - skip - found
+            found |= {k for k in keys if _value(x, k) != _value(y, k)}
+    return sorted(found)
+
+
+def pair_keys(exp: Experiment, a: str, b: str) -> list[str]:
+    """Keys that make variants ``a`` and ``b`` not comparable ([] = trained alike)."""
+    return differing_keys(compared_runs(exp, {a, b}), axis_key(exp))
+
+
+def comparable(exp: Experiment, a: str, b: str) -> bool:
+    return not pair_keys(exp, a, b)
+
+
+def differences(exp: Experiment) -> list[Difference]:
+    """Every key in which the compared runs differ, with each run's value."""
+    runs = compared_runs(exp)
+    out = []
+    for key in differing_keys(runs, axis_key(exp)):
+        by_value: dict[str, list[str]] = {}
+        for r in runs:
+            by_value.setdefault(_text(_value(r, key)), []).append(f"{r.variant}-s{r.seed}")
+        out.append(Difference(key, by_value))
+    return out
+
+
+def warnings(exp: Experiment) -> list[str]:
+    """One line per differing key, for the top of the page."""
+    why = (f"; comparisons across it are marked {NOT_COMPARABLE} and no claim uses them "
+           f"(only the axis {axis_key(exp)}, the variants' own settings, keys both were tuned "
+           "on and the seed may differ)")  # fmt: skip
+    return [f"runs trained differently: {d.text()}{why}" for d in differences(exp)]
+
+
+def note(keys: list[str]) -> str:
+    """The table cell / check evidence for a pair that is not comparable."""
+    return f"{NOT_COMPARABLE}: trained with different {', '.join(keys)} (see the warning)"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _run_list(names: list[str]) -> str:
+    """``uni-s0, uni-s1, bi-s0`` -> ``uni s0, s1; bi s0``."""
+    by_variant: dict[str, list[str]] = {}
+    for name in names:
+        variant, _, seed = name.rpartition("-s")
+        by_variant.setdefault(variant, []).append(f"s{seed}")
+    return "; ".join(f"{v} {', '.join(seeds)}" for v, seeds in by_variant.items())
