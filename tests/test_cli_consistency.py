@@ -40,7 +40,7 @@ def test_status_and_report_take_the_sweeps_command_line(tmp_path, capsys):
 def test_paths_and_doctor_take_results(tmp_path):
     assert main(["paths", "--results", str(tmp_path), "--grid", "3x3", "uni"]) == 0
     assert list((tmp_path / "paths").glob("*.png"))
-    from ablations import doctor
+    from ablations.app import doctor
 
     args = doctor.options(build_parser().parse_args(["doctor", "--results", str(tmp_path)]))
     assert (args.out, args.md) == (str(tmp_path / "doctor.json"), str(tmp_path / "doctor.md"))

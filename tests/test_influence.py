@@ -208,7 +208,7 @@ def test_map_stats_on_known_maps():
     ],
 )
 def test_bad_input_is_one_line_with_exit_code_2(argv, needle, capsys, tmp_path):
-    from ablations.cli import main
+    from ablations.app.cli import main
 
     code = main(["influence", "--protocol", "smoke", "--results", str(tmp_path), *argv])
     err = capsys.readouterr().err.strip()
@@ -217,7 +217,7 @@ def test_bad_input_is_one_line_with_exit_code_2(argv, needle, capsys, tmp_path):
 
 
 def test_a_users_traversal_gets_maps_figures_and_numbers(diagonal, tmp_path, capsys):
-    from ablations.cli import main
+    from ablations.app.cli import main
 
     names = f"uni,{diagonal['alternating']}"
     argv = ["influence", "--traversals", names, "--protocol", "smoke", "--inputs", "random",

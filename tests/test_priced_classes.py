@@ -11,7 +11,7 @@ from ablations.data import DataConfig
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply, to_dict
 from ablations.schema.datasets import known_classes as declared_classes
-from ablations.sweep import grid
+from ablations.schema import points as grid
 from ablations.train.steps import build_model
 
 try:
