@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ablations.app.cli import main
+from ablations.train import timing
 from ablations.train.runtime import git_revision
 from benchmarks import common
 
@@ -19,7 +20,7 @@ def test_profiler_noise_is_held_back_and_real_lines_pass(capfd):
         os.write(2, b"a real warning of the profiled code\n")
         torch.ones(256, 256).sum()
 
-    assert common.profiled_peak_mib(fn) > 0
+    assert timing.profiled_peak_mib(fn) > 0
     err = capfd.readouterr().err
     assert "a real warning of the profiled code" in err
     assert "USDT" not in err and "gpuGetDeviceCount" not in err, err
@@ -63,4 +64,4 @@ def test_doctor_commit_is_the_runs_git_rev_from_any_folder(tmp_path, monkeypatch
     if rev is None:
         pytest.skip("not a git checkout: both say unknown")
     monkeypatch.chdir(tmp_path)
-    assert common._git_commit() == rev
+    assert timing.environment(torch.device("cpu"))["git_commit"] == rev

@@ -8,10 +8,10 @@ import json
 import vil
 from ablations.app.cli import main
 from ablations.data import DataConfig
+from ablations.schema import points as grid
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply, to_dict
 from ablations.schema.datasets import known_classes as declared_classes
-from ablations.schema import points as grid
 from ablations.train.steps import build_model
 
 try:

@@ -144,8 +144,8 @@ def test_the_pruner_stops_the_trial_whose_lr_diverges(tmp_path):
     changed = run_cli("tune", "diverge", "--experiments", str(exps), "--budget", "3",
                       "--results", str(tmp_path), *SMOKE, *LEARNS,
                       "--set", "train.epochs=3")  # fmt: skip
-    assert changed.returncode == 1 and "were made with another config" in changed.stderr
+    assert changed.returncode == 1 and "were made with another setting" in changed.stderr
     tuned = run_cli("sweep", "diverge", "--experiments", str(exps), "--tuned", "--results",
                     str(tmp_path), *SMOKE, *LEARNS, "--set", "train.epochs=3")  # fmt: skip
-    assert tuned.returncode == 1 and "was tuned with another config" in tuned.stderr
+    assert tuned.returncode == 1 and "was tuned with another setting" in tuned.stderr
     assert not (tmp_path / "smoke/diverge/runs").exists()

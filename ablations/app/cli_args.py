@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.app.doctor_args import add_arguments
+from ablations.schema.errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -145,8 +146,6 @@ def _other_commands(sub: Any) -> None:
 
 
 def _seeds(text: str | None) -> list[int] | None:
-    from ablations.schema.errors import ConfigError
-
     if not text:
         return None
     try:
@@ -156,7 +155,7 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def sweep_options(args: argparse.Namespace) -> Any:
-    from ablations.schema.config import parse_set
+    from ablations.schema.config import parse_set  # here: --help imports no torch
     from ablations.sweep import SweepOptions
 
     return SweepOptions(

@@ -17,14 +17,13 @@ import pandas as pd
 import torch
 
 from ablations.report.influence import STAGES, FlowResult, write_figures
+from ablations.schema.record import CSV_COLUMNS
 from vil.influence import map_stats
 
 DIR = "influence"  # inside an experiment folder
 CSV = "influence.csv"
 PROVENANCE = "provenance.json"
 FIGURES = ("influence_depth", "attention_pooled", "attention_queries")
-RECORD_KEYS = ("run_dir", "variant", "seed", "state", "fingerprint", "top1", "epochs_done",
-               "steps_done", "dataset", "git_rev", "finished_at")  # fmt: skip
 
 
 def stats_rows(results: list[FlowResult]) -> list[dict[str, Any]]:
@@ -47,8 +46,11 @@ def write_outputs(results: list[FlowResult], out_dir: Path, meta: dict[str, Any]
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = write_figures(results, out_dir)
     pd.DataFrame(stats_rows(results)).to_csv(out_dir / CSV, index=False)
-    records = {f"{r.name}/{r.stage}": {k: r.provenance.get(k) for k in RECORD_KEYS}
-               for r in results if r.provenance.get("run_dir")}  # fmt: skip
+    records = {
+        f"{r.name}/{r.stage}": {k: r.provenance.get(k) for k in CSV_COLUMNS}
+        for r in results
+        if r.provenance.get("run_dir")
+    }  # the record's scalar fields
     (out_dir / PROVENANCE).write_text(json.dumps({**meta, "records": records}, indent=2) + "\n")
     page = out_dir / "influence.md"
     page.write_text(section_markdown(out_dir, prefix=""))

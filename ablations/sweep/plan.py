@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablations.schema.config import RunConfig
+from ablations.schema.config import RunConfig, science
 from ablations.schema.datasets import known_classes, known_train_images
+from ablations.schema.same_model import same_model_notes
 from ablations.train.measure import load_warning, measure_throughput
+from ablations.train.record import model_shape
 from ablations.train.steps import model_cost
 
 
@@ -71,9 +73,6 @@ def plan(sweep: Any, summaries: dict[str, Any] | None = None) -> list[dict[str, 
 def model_notes(sweep: Any) -> list[str]:
     """Variants of the grid that run fewer directions than their traversal names, or the
     same model as another variant, at the configured depth (``ablations.schema.same_model``)."""
-    from ablations.schema.config import science
-    from ablations.schema.same_model import same_model_notes
-    from ablations.train.record import model_shape
 
     variants = {}
     for p in sweep.grid:
