@@ -17,6 +17,15 @@ def _seed_everything():
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test: the 2 CPU cores are shared, and CPU numbers repeat."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def shared_dir() -> Path:
     """../shared beside the checkout; tests that need it skip cleanly when it is absent."""
     if not SHARED.is_dir():

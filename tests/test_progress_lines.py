@@ -6,7 +6,6 @@ import io
 import threading
 
 import pytest
-import torch
 
 from ablations.app.progress import PlainProgress
 from ablations.schema.catalog import load_catalog
@@ -14,13 +13,7 @@ from ablations.schema.config import apply
 from ablations.sweep import SweepOptions, resolve, spec, worker
 from ablations.train import Interrupted, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = {"data": {"train_samples": 64, "val_samples": 32, "img_size": 16}}

@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
@@ -15,13 +14,7 @@ from ablations.train import Interrupted, PathError, TrialFailed, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores; also makes the CPU numbers reproducible
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**train):

@@ -16,13 +16,7 @@ from ablations.schema.device import check_device, resolve_device
 from ablations.train import TrialFailed, loop, train
 from ablations.train.runtime import resolve_runtime
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(train=None, data=None):
