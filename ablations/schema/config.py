@@ -66,22 +66,20 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _names(reg: Any) -> Callable[[], list[str]]:
-    return lambda: list(reg) if isinstance(reg, dict) else reg.names()
-
-
-# Fields whose value must be one of a known set (registries are read lazily).
+# Fields whose value must be one of a known set. The registered parts are read from their
+# vil.Registry when a value is checked, so a part registered later (``--import``) is valid
+# everywhere at once.
 CHOICES: dict[str, Callable[[], list[Any]]] = {
-    "model.size": _names(SIZES),
-    "model.traversal": _names(TRAVERSALS),
-    "model.pooling": _names(POOLINGS),
-    "model.design": _names(DESIGNS),
-    "model.init": _names(INITS),
+    "model.size": SIZES.names,
+    "model.traversal": TRAVERSALS.names,
+    "model.pooling": POOLINGS.names,
+    "model.design": DESIGNS.names,
+    "model.init": INITS.names,
     "model.conv": lambda: ["causal1d", "grid2d"],
     "model.cell": form_names,  # kernel forms only where mlstm-kernels is installed
     "train.precision": lambda: ["auto", "bf16", "fp32"],
     "train.compile": lambda: ["auto", "on", "off"],
-    "data.dataset": lambda: list(KINDS),
+    "data.dataset": KINDS.names,
     "data.augment": lambda: list(AUGMENTS),
     "data.split": lambda: list(SPLITS),
 }
