@@ -81,7 +81,8 @@ def test_unknown_or_missing_tracker_is_one_line_before_any_folder(capsys, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.endswith("train.trackers: unknown tracker 'neptune'; valid: mlflow, tensorboard, "
                         "wandb") and "\n" not in err, err  # fmt: skip
-    monkeypatch.setitem(trackers.TRACKERS._entries, "wandb", trackers.Entry("no_such_pkg_i23", object))
+    missing = trackers.Entry("no_such_pkg_i23", object)
+    monkeypatch.setitem(trackers.TRACKERS._entries, "wandb", missing)
     assert main([*args, "--set", "train.trackers=[wandb]", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "tracker 'wandb' needs the no_such_pkg_i23 package" in err and "\n" not in err

@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before torch is imported: --help takes no time
     import vil
     from ablations.data import DataConfigError
+    from ablations.schema import imports
     from ablations.schema.errors import ConfigError
     from ablations.study.storage import StorageError
     from ablations.study.tune import TuneError
@@ -269,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")  # fmt: skip
     try:
+        imports.from_env()  # a parent's imports (child_env), then this command line's
+        imports.import_all(args.imports)
         return COMMANDS[args.command](args)
     except (ConfigError, DataConfigError, vil.UnknownNameError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_commands(sub)
     _other_commands(sub)
+    for p in sub.choices.values():  # every command: a user's own parts (schema/imports.py)
+        p.add_argument("--import", dest="imports", action="append", default=[],
+                       metavar="MODULE_OR_FILE",
+                       help="import a module or .py file first, e.g. one that registers a "
+                            "traversal (repeatable; workers get it too)")  # fmt: skip
     return parser
 
 

@@ -24,11 +24,12 @@ from ablations.schema.config import (
     merge,
     to_dict,
 )
+from ablations.schema.imports import import_all
 from ablations.schema.tune_space import TuneSpec, parse_tune
 
 PACKAGE_FILE = Path(__file__).parent.parent / "experiments.yaml"
 SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
-TOP_KEYS = ("default_protocol", "protocols", "experiments")
+TOP_KEYS = ("imports", "default_protocol", "protocols", "experiments")
 PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
 EXPERIMENT_KEYS = (
     "description",
@@ -183,6 +184,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
     _keys(raw, TOP_KEYS, source, "")
+    _imports(raw.get("imports"), source, file.parent)  # first: the names they register
     protos = _mapping(raw.get("protocols", {}), source, "protocols")
     resolved = {name: _resolve(name, protos, source, ()) for name in protos}
     seeds = {name: _protocol_seeds(name, protos, source) for name in protos}
@@ -194,6 +196,15 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     exps = _mapping(raw.get("experiments", {}), source, "experiments")
     experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
     return Catalog(source, default, resolved, descriptions, experiments, seeds)
+
+
+def _imports(value: Any, source: str, base: Path) -> None:
+    """``imports: [my_parts, parts/more.py]``: modules, or files relative to the file."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: imports: expected a list of modules or .py files")
+    import_all(value, f"{source}: imports", base)
 
 
 def _mapping(value: Any, source: str, path: str) -> dict:

@@ -21,6 +21,7 @@ from ablations.schema.data_config import AUGMENTS, SPLITS, DataConfig
 from ablations.schema.datasets import KINDS
 from ablations.schema.device import check_device, resolve_precision
 from ablations.schema.errors import ConfigError, DataConfigError
+from ablations.schema.imports import science_keys
 from vil import DESIGNS, INITS, POOLINGS, SIZES, TRAVERSALS, ViLConfig
 from vil.mlstm import form_names
 
@@ -264,13 +265,15 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     """The flat science part of ``cfg``: what a run's fingerprint hashes.
 
     ``train.precision: auto`` is replaced by what it resolves to on this machine (bf16 on
-    CUDA, fp32 elsewhere): the same config on another device is another experiment.
+    CUDA, fp32 elsewhere): the same config on another device is another experiment. A
+    part registered by an imported file adds ``imports.<module>: <sha256 of the file>``.
     """
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
     for key, default in HASHED_WHEN_CHANGED.items():
         if flat.get(key) == default:
             del flat[key]
     flat["train.precision"] = resolve_precision(cfg.train.precision, cfg.train.device)
+    flat.update(science_keys(flat))  # the hash of a user's file whose parts this run uses
     return flat
 
 

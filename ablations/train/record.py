@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import vil
+from ablations.schema import imports
 from ablations.schema.config import RunConfig, science, to_dict
 from ablations.schema.record import RunRecord, fingerprint
 from ablations.train.optim import peak_lr
@@ -33,6 +34,7 @@ def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
     rec.precision, rec.compile = rt.precision, rt.compile
     rec.device, rec.world_size = device_name(rt.device), rt.world
     rec.versions, rec.git_rev, rec.config = versions(), git_revision(), to_dict(config)
+    rec.imports = imports.record()
     return rec
 
 
