@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: setup demo test test-fast lint clean-results
+.PHONY: setup demo test test-fast docs lint clean-results
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# docs/config-reference.md from the config dataclasses' field comments (a test checks it).
+docs: setup
+	$(BIN)/python -m ablations.schema.reference
 
 # The unit tier: tests/conftest.py marks the CLI/subprocess/training files e2e.
 test-fast: setup

@@ -3,7 +3,8 @@
 The commands import their modules when they run (so ``--help`` imports no torch); the
 modules themselves import only downward (the layers in pyproject.toml, ``lint-imports``).
 
-Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP,
+Commands: list, sweep EXP [--tuned], tune EXP --budget N, show EXP [VARIANT], status EXP,
+report EXP,
 compare A B, eval, paths, influence, prepare, doctor. Configuration problems print one line
 (file, key path, valid choices) and exit with code 2, before any training.
 """
@@ -95,6 +96,13 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
         print(f"warning: {note}", file=sys.stderr)
     return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ablations.app import show_command
+    from ablations.tune.worker import resolve_tuned
+
+    return show_command.run(resolve_tuned(sweep_options(args), check_data=False), args)
 
 
 def find_protocol(args: argparse.Namespace) -> None:
@@ -250,7 +258,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
+COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "show": cmd_show,
+            "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
             "doctor": cmd_doctor, "influence": cmd_influence, "compare": cmd_compare}  # fmt: skip
 
