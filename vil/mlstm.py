@@ -1,4 +1,4 @@
-"""The mLSTM cell in three exactly equivalent forms (vil-facts.md section 2).
+"""The mLSTM cell in three exactly equivalent forms (docs/vil-facts.md: "The mLSTM cell").
 
 All forms take ``q, k, v`` of shape (B, NH, S, DH) and input/forget gate pre-activations
 ``igate, fgate`` of shape (B, NH, S) and return ``h`` of shape (B, NH, S, DH)::
