@@ -1,13 +1,14 @@
 # Two commands for a new machine (see README.md):
 #   make demo   set up .venv (once) and run the demo ablation (Tables 2 and 3, report, paths figure)
 #   make test   set up .venv (once) and run the whole test suite with the lint/format gates
+#   make test-fast   the unit tier only (no CLI, subprocess or training tests; minutes)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: setup demo test lint clean-results
+.PHONY: setup demo test test-fast docs lint clean-results
 
 setup: $(STAMP)
 
@@ -35,3 +36,11 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# docs/config-reference.md from the config dataclasses' field comments (a test checks it).
+docs: setup
+	$(BIN)/python -m ablations.schema.reference
+
+# The unit tier: tests/conftest.py marks the CLI/subprocess/training files e2e.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e and not slow"

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ablations.schema.files import write_json  # noqa: F401  (the scripts import it from here)
 from ablations.train.timing import (  # noqa: F401  (the scripts import them from here)
     MIB,
     PeakMemory,
@@ -21,7 +22,6 @@ from ablations.train.timing import (  # noqa: F401  (the scripts import them fro
     quiet_profiler,
     source_digest,
     sync,
-    write_json,
 )
 
 

@@ -1,4 +1,9 @@
-"""Shared pytest set-up: deterministic CPU runs, and where ../shared lives (tests only)."""
+"""Shared pytest set-up: the test tiers, deterministic CPU runs, and where ../shared lives.
+
+Tiers: the files in ``E2E_FILES`` run the command line, spawn processes or train models;
+their tests are marked ``e2e`` here (the one place that says so). ``make test-fast`` runs
+the rest (``-m "not e2e and not slow"``); ``make test`` (CI) runs everything.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,25 @@ import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# Test files that run the CLI, subprocesses or training loops (seconds to minutes each).
+E2E_FILES = frozenset({
+    "test_axes_eval.py", "test_benchmarks.py", "test_cli.py", "test_cli_consistency.py",
+    "test_compare.py", "test_dashboard.py", "test_data_bench.py", "test_data_download.py",
+    "test_demo.py", "test_device_aug.py", "test_doctor.py", "test_dry_run_device.py",
+    "test_extending.py", "test_imports.py", "test_influence.py", "test_matching.py",
+    "test_measure_quiet.py", "test_priced_classes.py", "test_progress_lines.py",
+    "test_provenance.py", "test_same_model.py", "test_seed_pairing.py", "test_show.py",
+    "test_sweep.py", "test_sweep_datasets.py", "test_sweep_postgres.py", "test_trackers.py",
+    "test_train.py", "test_train_ddp.py", "test_train_device_path.py", "test_truncated.py",
+    "test_tune.py", "test_tune_postgres.py", "test_tune_stamp.py",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in E2E_FILES:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)

@@ -7,14 +7,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from ablations.data.fastaug import (
-    SOLARIZE_THRESHOLD,
-    TensorTransform,
-    _gray,
-    color_jitter,
-    gaussian_blur,
-    rrc_params,
-)
+from ablations.data.fastaug import TensorTransform, color_jitter, gaussian_blur, rrc_params
+from ablations.data.recipe import SOLARIZE_THRESHOLD, gray
 from ablations.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -115,7 +109,7 @@ def test_color_jitter_ops_match_torchvision(op, ref, factor):
 def test_grayscale_matches_torchvision():
     x = torch.rand(3, 10, 12)
     ref = F.rgb_to_grayscale(x, num_output_channels=1)
-    assert torch.allclose(_gray(x), ref, atol=1e-6)
+    assert torch.allclose(gray(x), ref, atol=1e-6)
 
 
 def test_rrc_params_in_bounds_and_distributed_like_torchvision():

@@ -1,4 +1,5 @@
-"""The three mLSTM forms against a float64 evaluation of vil-facts.md section 2."""
+"""The three mLSTM forms against a float64 evaluation of the cell (docs/vil-facts.md, "The
+mLSTM cell")."""
 
 from __future__ import annotations
 

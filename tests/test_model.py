@@ -8,8 +8,9 @@ import torch
 import vil
 from vil import POOLINGS, TRAVERSALS, count_params, create_model
 
-# vil-facts.md section 3, counted on the reference code (hub VisionLSTM, legacy_norm=True, and
-# the training code's create_block_stack): ViL-T, 128 px, patch 16, 100 classes, v1 design.
+# docs/vil-facts.md "The ViL model", counted on the reference code (hub VisionLSTM,
+# legacy_norm=True, and the training code's create_block_stack): ViL-T, 128 px, patch 16,
+# 100 classes, v1 design.
 PAPER_PARAMS = {
     "uni": 5_889_316,
     "alternating": 5_889_316,

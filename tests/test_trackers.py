@@ -81,7 +81,8 @@ def test_unknown_or_missing_tracker_is_one_line_before_any_folder(capsys, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.endswith("train.trackers: unknown tracker 'neptune'; valid: mlflow, tensorboard, "
                         "wandb") and "\n" not in err, err  # fmt: skip
-    monkeypatch.setitem(trackers.TRACKERS, "wandb", trackers.Entry("no_such_pkg_i23", object))
+    missing = trackers.Entry("no_such_pkg_i23", object)
+    monkeypatch.setitem(trackers.TRACKERS._entries, "wandb", missing)
     assert main([*args, "--set", "train.trackers=[wandb]", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "tracker 'wandb' needs the no_such_pkg_i23 package" in err and "\n" not in err
@@ -212,7 +213,7 @@ class _Stuck(_Broken):
 def test_broken_or_hanging_tracker_warns_once_and_the_trial_is_unchanged(tmp_path, monkeypatch):
     plain = train(_cfg(), tmp_path / "plain").to_dict()
     for name, cls in (("broken", _Broken), ("stuck", _Stuck)):
-        monkeypatch.setitem(trackers.TRACKERS, name, trackers.Entry("json", cls))
+        monkeypatch.setitem(trackers.TRACKERS._entries, name, trackers.Entry("json", cls))
     monkeypatch.setattr(trackers, "CLOSE_TIMEOUT_S", 2.0)
     try:
         rec = train(_cfg(trackers=["broken", "stuck"]), tmp_path / "run").to_dict()

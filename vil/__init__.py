@@ -14,7 +14,7 @@ from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
 from vil.pretrained import PRETRAINED
 from vil.registry import Registry, UnknownNameError
 from vil.resample import resample_pos_embed
-from vil.sizes import SIZES
+from vil.sizes import SIZES, register_size
 from vil.traversals import (
     ORDERS,
     PAPER_TRAVERSALS,
@@ -51,6 +51,7 @@ __all__ = [
     "load_reference_state_dict",
     "mlstm",
     "register_pooling",
+    "register_size",
     "register_traversal",
     "resample_pos_embed",
 ]

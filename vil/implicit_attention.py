@@ -1,7 +1,7 @@
 """mLSTM's implicit attention: the normalised matrix of the parallel form, per block, head
 and direction, mapped back to canonical token positions.
 
-From vil-facts.md section 2, the cell's output is ``h = A v`` with::
+In the mLSTM cell's parallel form (docs/vil-facts.md), its output is ``h = A v`` with::
 
     A = C / (n + eps),  C = (q k^T / sqrt(d)) * exp(logD - m),  n = max(|sum_s C|, exp(-m))
 

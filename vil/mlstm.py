@@ -1,4 +1,4 @@
-"""The mLSTM cell in three exactly equivalent forms (vil-facts.md section 2).
+"""The mLSTM cell in three exactly equivalent forms (docs/vil-facts.md: "The mLSTM cell").
 
 All forms take ``q, k, v`` of shape (B, NH, S, DH) and input/forget gate pre-activations
 ``igate, fgate`` of shape (B, NH, S) and return ``h`` of shape (B, NH, S, DH)::
@@ -16,11 +16,14 @@ cancels catastrophically in float32 when forget gates are small for a long stret
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from vil import factor_cell, kernels
 from vil.parallel_cell import ParallelCell, as_f32, log_decay_terms
+from vil.registry import Registry
 
 EPS = 1e-6
 AUTO_CHUNK_THRESHOLD = 768  # "auto": chunkwise above this many tokens (benchmarks/bench_mlstm.py)
@@ -205,12 +208,17 @@ def recurrent(
     return torch.stack(outs, dim=-2).to(q.dtype)
 
 
-FORMS = {
-    "parallel": parallel,
-    "parallel_autograd": parallel_autograd,
-    "chunkwise": chunkwise,
-    "recurrent": recurrent,
-}
+FORMS: Registry[Callable] = Registry("mLSTM form")  # cell forms by name (model.cell)
+
+
+def register_form(name: str, fn: Callable) -> Callable:
+    """Add an mLSTM cell form ``fn(q, k, v, igate, fgate) -> h`` (then valid as model.cell)."""
+    return FORMS.register(name, fn)
+
+
+for _name, _fn in (("parallel", parallel), ("parallel_autograd", parallel_autograd),
+                   ("chunkwise", chunkwise), ("recurrent", recurrent)):  # fmt: skip
+    register_form(_name, _fn)
 
 
 def mlstm(q, k, v, igate, fgate, form: str = "auto", chunk_size: int = DEFAULT_CHUNK):

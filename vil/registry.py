@@ -61,3 +61,6 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())

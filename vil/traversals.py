@@ -208,7 +208,9 @@ register_traversal("bi", ("row", "row_rev"), description="two directions, own pa
 register_traversal(
     "bi_shared", ("row", "row_rev"), share="shared", description="two directions, one set"
 )
-register_traversal("alternating", "row", "row_rev", description="odd blocks forward, even back")
+register_traversal(
+    "alternating", "row", "row_rev", description="block i (0-based): even i forward, odd i back"
+)
 register_traversal("quad", ROW4, description="rows and columns both ways, own parameters")
 register_traversal("quad_shared", ROW4, share="shared", description="four directions, one set")
 register_traversal("quad_alternating", *ROW4, description="block i runs direction i mod 4")

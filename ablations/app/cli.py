@@ -3,7 +3,8 @@
 The commands import their modules when they run (so ``--help`` imports no torch); the
 modules themselves import only downward (the layers in pyproject.toml, ``lint-imports``).
 
-Commands: list, sweep EXP [--tuned], tune EXP --budget N, status EXP, report EXP,
+Commands: list, sweep EXP [--tuned], tune EXP --budget N, show EXP [VARIANT], status EXP,
+report EXP,
 compare A B, eval, paths, influence, prepare, doctor. Configuration problems print one line
 (file, key path, valid choices) and exit with code 2, before any training.
 """
@@ -95,6 +96,13 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
         print(f"warning: {note}", file=sys.stderr)
     return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ablations.app import show_command
+    from ablations.tune.worker import resolve_tuned
+
+    return show_command.run(resolve_tuned(sweep_options(args), check_data=False), args)
 
 
 def find_protocol(args: argparse.Namespace) -> None:
@@ -250,7 +258,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "status": cmd_status,
+COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "show": cmd_show,
+            "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
             "doctor": cmd_doctor, "influence": cmd_influence, "compare": cmd_compare}  # fmt: skip
 
@@ -260,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # before torch is imported: --help takes no time
     import vil
     from ablations.data import DataConfigError
+    from ablations.schema import imports
     from ablations.schema.errors import ConfigError
     from ablations.study.storage import StorageError
     from ablations.study.tune import TuneError
@@ -269,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")  # fmt: skip
     try:
+        imports.from_env()  # a parent's imports (child_env), then this command line's
+        imports.import_all(args.imports)
         return COMMANDS[args.command](args)
     except (ConfigError, DataConfigError, vil.UnknownNameError) as e:
         print(f"vil-ablate: error: {e}", file=sys.stderr)

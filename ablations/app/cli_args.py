@@ -59,11 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_commands(sub)
     _other_commands(sub)
+    for p in sub.choices.values():  # every command: a user's own parts (schema/imports.py)
+        p.add_argument("--import", dest="imports", action="append", default=[],
+                       metavar="MODULE_OR_FILE",
+                       help="import a module or .py file first, e.g. one that registers a "
+                            "traversal (repeatable; workers get it too)")  # fmt: skip
     return parser
 
 
 def _run_commands(sub: Any) -> None:
-    """list, sweep, tune, status, report."""
+    """list, sweep, tune, show, status, report."""
     p = sub.add_parser("list", help="traversals, poolings, experiments and protocols")
     p.add_argument("--experiments", metavar="PATH")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -100,6 +105,12 @@ def _run_commands(sub: Any) -> None:
     p.add_argument("--grace", type=int, default=60, metavar="S", help="stale trial after S s")
     p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
+    p = sub.add_parser("show", help="one point's merged config and the layer of each value")
+    p.add_argument("experiment")
+    p.add_argument("variant", nargs="?", help="default: the experiment's reference")
+    _common(p)
+    p.add_argument("--tuned", action="store_true", help="with the variant's tuned parameters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("status", "state of every grid point"), ("report", "build the report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment")

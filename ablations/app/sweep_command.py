@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from ablations.app.progress import make_progress
 from ablations.report import build_report, write_index
+from ablations.schema import imports
 from ablations.sweep import checks, rows, spec, worker
 from ablations.sweep.plan import model_notes
 from ablations.train import trackers
@@ -59,19 +60,21 @@ def _threads(processes: int) -> int:
 
 
 def child_argv(argv: list[str]) -> list[str]:
-    """This command's arguments for a spawned worker: one worker, no --rerun, no report."""
+    """This command's arguments for a spawned worker: one worker, no --rerun, no report, and
+    the parent's imports (``imports.child_argv``: files as absolute paths)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a in ("--workers",):
+        if a in ("--workers", imports.FLAG):
             skip = True
             continue
-        if a.startswith("--workers=") or a in ("--rerun", "--retry-failed"):
+        if a.startswith(("--workers=", f"{imports.FLAG}=")) or a in ("--rerun", "--retry-failed"):
             continue
         out.append(a)
-    return [sys.executable, "-m", "ablations.app.cli", *out, "--workers", "1", "--child", "--plain"]
+    return [sys.executable, "-m", "ablations.app.cli", *out, *imports.child_argv(),
+            "--workers", "1", "--child", "--plain"]  # fmt: skip
 
 
 def spawn(s: spec.Sweep, n: int, argv: list[str], threads: int) -> list[subprocess.Popen]:

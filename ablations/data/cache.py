@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -168,14 +167,3 @@ def remove_stale(folder: Path) -> None:
     if folder.exists():
         log.warning("cache %s is incomplete or stale: rebuilding it", folder)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Atomic JSON write: a reader sees the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")

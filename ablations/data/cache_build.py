@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ablations.schema.files import utc_now, write_json
+
 from .cache import (
     CACHE_VERSION,
     CHECKPOINT_EVERY,
@@ -20,10 +22,8 @@ from .cache import (
     decode_job,
     file_lock,
     is_ready,
-    now,
     read_index,
     remove_stale,
-    write_json,
 )
 from .imagefolder import BadImageError, Sample
 
@@ -95,9 +95,9 @@ def build(
     skipped = [
         {**x, "split": split} for split, st in state["splits"].items() for x in st["skipped"]
     ]
-    index = {"version": CACHE_VERSION, "key": key, "created": now(), **meta}
+    index = {"version": CACHE_VERSION, "key": key, "created": utc_now(), **meta}
     write_json(partial / "index.json", {**index, "splits": splits, "skipped": skipped})
-    (partial / MARKER).write_text(now() + "\n")  # last: its presence means complete
+    (partial / MARKER).write_text(utc_now() + "\n")  # last: its presence means complete
 
 
 def _build_split(partial, split, samples, side, state, workers, strict, advance) -> None:

@@ -23,8 +23,15 @@ import math
 import torch
 import torch.nn.functional as tnn
 
-from .fastaug import _MEAN, _STD, SOLARIZE_THRESHOLD
-from .recipe import blur_kernel_size
+from .fastaug import _MEAN, _STD
+from .recipe import (
+    SOLARIZE_THRESHOLD,
+    blur_kernel_size,
+    blur_sigma,
+    gaussian_weights,
+    gray,
+    jitter_factor,
+)
 
 N_UNIFORMS = 49  # per image, laid out as in fastaug.TensorTransform.__call__
 
@@ -65,18 +72,11 @@ def resized_crops(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tens
     return out.clamp_(0, 1)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) luma with torchvision's weights."""
-    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-
-
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Per-image sigma, separable, reflect padding: fastaug.gaussian_blur for each image."""
     B, C, H, W = x.shape
     half = kernel_size // 2
-    t = torch.linspace(-half, half, kernel_size, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma.to(x.dtype).view(B, 1)) ** 2)
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(C, 0)  # (B*C, K)
+    k = gaussian_weights(sigma.to(x.dtype), kernel_size).repeat_interleave(C, 0)  # (B*C, K)
     y = tnn.pad(x.reshape(1, B * C, H, W), (half, half, 0, 0), mode="reflect")
     y = tnn.conv2d(y, k.view(B * C, 1, 1, kernel_size), groups=B * C)
     y = tnn.pad(y, (0, 0, half, half), mode="reflect")
@@ -93,16 +93,16 @@ def paper_colour(x: torch.Tensor, u: torch.Tensor, kernel_size: int) -> torch.Te
     ``u`` (B, 9): fastaug.TensorTransform._paper_colour's numbers for each image."""
     x = _pick(u[:, 0] < 0.5, x.flip(-1), x)
     choice = torch.clamp((u[:, 1] * 3).long(), max=2)
-    gray = _gray(x).expand_as(x)
+    grey = gray(x).expand_as(x)
     solar = torch.where(x >= SOLARIZE_THRESHOLD, 1.0 - x, x)
-    blurred = gaussian_blur(x, 0.1 + 1.9 * u[:, 2], kernel_size)
-    x = _pick(choice == 0, gray, _pick(choice == 1, solar, blurred))
+    blurred = gaussian_blur(x, blur_sigma(u[:, 2]), kernel_size)
+    x = _pick(choice == 0, grey, _pick(choice == 1, solar, blurred))
     order = torch.argsort(u[:, 3:6], dim=1)  # a uniform random permutation, as fastaug
-    factors = (0.7 + 0.6 * u[:, 6:9]).to(x.dtype)
+    factors = jitter_factor(u[:, 6:9]).to(x.dtype)
     for step in range(3):
         op = order[:, step]
         f = factors.gather(1, op.view(-1, 1)).view(-1, 1, 1, 1)
-        g = _gray(x)
+        g = gray(x)
         bright = x * f
         contrast = x * f + (1 - f) * g.mean(dim=(1, 2, 3), keepdim=True)
         saturate = x * f + (1 - f) * g

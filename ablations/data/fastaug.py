@@ -17,19 +17,25 @@ import torch
 import torch.nn.functional as tnn
 from torchvision.transforms.v2 import functional as F
 
-from .recipe import BICUBIC, IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size
+from .recipe import (
+    BICUBIC,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SOLARIZE_THRESHOLD,
+    blur_kernel_size,
+    blur_sigma,
+    gaussian_weights,
+    gray,
+    jitter_factor,
+)
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-SOLARIZE_THRESHOLD = 128 / 255  # the uint8 pipeline's threshold 128, on the 0..1 scale
 
 
 def gaussian_kernel(sigma: float, kernel_size: int) -> list[float]:
     """The normalised 1-D Gaussian weights torchvision uses for this sigma and size."""
-    half = kernel_size // 2
-    t = torch.linspace(-half, half, kernel_size)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).tolist()
+    return gaussian_weights(torch.tensor([sigma]), kernel_size)[0].tolist()
 
 
 def _blur_last_dim(x: torch.Tensor, k: list[float]) -> torch.Tensor:
@@ -73,11 +79,6 @@ def rrc_params(height: int, width: int, u: list[float]) -> tuple[int, int, int, 
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """Luma with torchvision's weights, shape (1, H, W)."""
-    return (0.2989 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
-
-
 def color_jitter(x: torch.Tensor, order: list[int], factors: list[float]) -> torch.Tensor:
     """ColorJitter's brightness (0) / contrast (1) / saturation (2) on a float [0, 1] image."""
     for op in order:
@@ -85,9 +86,9 @@ def color_jitter(x: torch.Tensor, order: list[int], factors: list[float]) -> tor
         if op == 0:
             x = (x * f).clamp_(0, 1)
         elif op == 1:
-            x = (x * f).add_((1 - f) * _gray(x).mean()).clamp_(0, 1)
+            x = (x * f).add_((1 - f) * gray(x).mean()).clamp_(0, 1)
         else:
-            x = (x * f).add_((1 - f) * _gray(x)).clamp_(0, 1)
+            x = (x * f).add_((1 - f) * gray(x)).clamp_(0, 1)
     return x
 
 
@@ -136,10 +137,10 @@ class TensorTransform:
             x = x.flip(-1)
         choice = min(int(u[1] * 3), 2)
         if choice == 0:
-            x = _gray(x).expand(3, -1, -1)
+            x = gray(x).expand(3, -1, -1)
         elif choice == 1:
             x = torch.where(x >= SOLARIZE_THRESHOLD, 1.0 - x, x)
         else:
-            x = gaussian_blur(x, 0.1 + 1.9 * u[2], self.kernel)
+            x = gaussian_blur(x, blur_sigma(u[2]), self.kernel)
         order = sorted(range(3), key=lambda k: u[3 + k])  # a uniform random permutation
-        return color_jitter(x, order, [0.7 + 0.6 * v for v in u[6:9]])
+        return color_jitter(x, order, [jitter_factor(v) for v in u[6:9]])

@@ -8,7 +8,8 @@ fingerprint hashes) are equal apart from keys that differ by design:
 - between runs of *different* variants also: the experiment's axis key, each variant's own
   settings (``RunRecord.own_keys``: its row's overrides and solved ``match:`` keys) and the
   keys that both runs' tune studies chose (``RunRecord.tuned``; a tuned row against an
-  untuned one differs in them).
+  untuned one differs in them), and the hashes of imported files (``imports.<module>``:
+  the file of a row's own traversal or pooling).
 
 Runs of one variant must agree on everything but the seed. Two variants are comparable when
 every pair of their runs (within and across them) is. The tables give "not comparable"
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablations.report.load import Experiment
+from ablations.schema.imports import PREFIX as IMPORTED
 from ablations.schema.record import RunRecord
 
 ALWAYS_EXEMPT = frozenset({"train.seed", "train.max_steps", "train.time_limit_s"})
@@ -64,6 +66,8 @@ def _exempt(x: RunRecord, y: RunRecord, axis: str) -> set[str]:
     if x.variant != y.variant:
         keys |= {axis, *(x.own_keys or []), *(y.own_keys or [])}
         keys |= set(x.tuned) & set(y.tuned)  # both tuned it: each row's own tune result
+        # the file of a row's own part (its traversal...): part of the row's definition
+        keys |= {k for k in (*x.science, *y.science) if k.startswith(IMPORTED)}
     return keys
 
 

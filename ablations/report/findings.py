@@ -203,7 +203,7 @@ def _alternating_matches(exp: Experiment) -> Finding:
 
 
 def traversal_findings(exp: Experiment) -> list[Finding]:
-    """The paper's Table 2 claims (vil-facts.md section 5)."""
+    """The paper's Table 2 claims (docs/vil-facts.md, "The Table 2 claims")."""
     return [f(exp) for f in (_uni_worst, _bi_better, _sharing_loses, _alternating_matches)]
 
 

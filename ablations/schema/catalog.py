@@ -24,11 +24,13 @@ from ablations.schema.config import (
     merge,
     to_dict,
 )
+from ablations.schema.imports import import_all
+from ablations.schema.layers import Layer, protocol_keys, stack
 from ablations.schema.tune_space import TuneSpec, parse_tune
 
 PACKAGE_FILE = Path(__file__).parent.parent / "experiments.yaml"
 SHORT_AXES = ("traversal", "pooling")  # the paper's two axes; any other: a config key path
-TOP_KEYS = ("default_protocol", "protocols", "experiments")
+TOP_KEYS = ("imports", "default_protocol", "protocols", "experiments")
 PROTOCOL_KEYS = ("base", "description", "seeds", "model", "data", "train")
 EXPERIMENT_KEYS = (
     "description",
@@ -108,18 +110,35 @@ class Experiment:
         < --device < final. ``matched``: the solved depth (match:); ``tuned``: the
         variant's best tune parameters (sweep --tuned); ``final``: (source, overrides) of a
         purpose's own layer (a tune trial's split and budget, the doctor's short run)."""
+        layers = self.layers(variant, seed, cli, device, matched, tuned, final)
+        return stack(protocol, layers)
+
+    def layers(
+        self,
+        variant: str,
+        seed: int,
+        cli: Mapping[str, Any] | None = None,
+        device: str | None = None,
+        matched: Mapping[str, Any] | None = None,
+        tuned: Mapping[str, Any] | None = None,
+        final: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> list[Layer]:
+        """The layers above the protocol, in the order ``config_for`` applies them."""
         v = self.variant(variant)
-        cfg = apply(protocol, {"model": self.model}, f"experiment {self.name}")
-        cfg = apply(cfg, cli or {}, "--set")
-        cfg = apply(cfg, v.overrides, f"{self.name}/{v.name}")
-        cfg = apply(cfg, matched or {}, f"{self.name}/{v.name} (match)")
-        cfg = apply(cfg, tuned or {}, f"{self.name}/{v.name} (tuned)")
-        cfg = apply(cfg, {"train": {"seed": seed}}, f"{self.name}/{v.name}")
+        row = f"{self.name}/{v.name}"
+        out = [
+            Layer("experiment", f"experiment {self.name}", {"model": self.model}),
+            Layer("--set", "--set", cli or {}),
+            Layer("variant", row, v.overrides),
+            Layer("matched", f"{row} (match)", matched or {}),
+            Layer("tuned", f"{row} (tuned)", tuned or {}),
+            Layer("seed", row, {"train": {"seed": seed}}),
+        ]
         if device:
-            cfg = apply(cfg, {"train": {"device": device}}, "--device")
+            out.append(Layer("device", "--device", {"train": {"device": device}}))
         if final:
-            cfg = apply(cfg, final[1], final[0])
-        return cfg
+            out.append(Layer(final[0], final[0], final[1]))
+        return out
 
 
 def axis_key(axis: str) -> str:
@@ -136,6 +155,8 @@ class Catalog:
     descriptions: dict[str, str]
     experiments: dict[str, Experiment]
     protocol_seeds: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    # protocol -> {flat key: the protocol of its base chain that set it} (vil-ablate show)
+    protocol_keys: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def seeds_for(
         self, exp: Experiment, protocol: str | None, cli: list[int] | None = None
@@ -183,6 +204,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
     _keys(raw, TOP_KEYS, source, "")
+    _imports(raw.get("imports"), source, file.parent)  # first: the names they register
     protos = _mapping(raw.get("protocols", {}), source, "protocols")
     resolved = {name: _resolve(name, protos, source, ()) for name in protos}
     seeds = {name: _protocol_seeds(name, protos, source) for name in protos}
@@ -193,7 +215,17 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise ConfigError(f"{source}: default_protocol: unknown {default!r}; valid: {valid}")
     exps = _mapping(raw.get("experiments", {}), source, "experiments")
     experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
-    return Catalog(source, default, resolved, descriptions, experiments, seeds)
+    keys = {name: protocol_keys(name, protos) for name in protos}
+    return Catalog(source, default, resolved, descriptions, experiments, seeds, keys)
+
+
+def _imports(value: Any, source: str, base: Path) -> None:
+    """``imports: [my_parts, parts/more.py]``: modules, or files relative to the file."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: imports: expected a list of modules or .py files")
+    import_all(value, f"{source}: imports", base)
 
 
 def _mapping(value: Any, source: str, path: str) -> dict:

@@ -21,6 +21,7 @@ from ablations.schema.data_config import AUGMENTS, SPLITS, DataConfig
 from ablations.schema.datasets import KINDS
 from ablations.schema.device import check_device, resolve_precision
 from ablations.schema.errors import ConfigError, DataConfigError
+from ablations.schema.imports import science_keys
 from vil import DESIGNS, INITS, POOLINGS, SIZES, TRAVERSALS, ViLConfig
 from vil.mlstm import form_names
 
@@ -66,22 +67,20 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _names(reg: Any) -> Callable[[], list[str]]:
-    return lambda: list(reg) if isinstance(reg, dict) else reg.names()
-
-
-# Fields whose value must be one of a known set (registries are read lazily).
+# Fields whose value must be one of a known set. The registered parts are read from their
+# vil.Registry when a value is checked, so a part registered later (``--import``) is valid
+# everywhere at once.
 CHOICES: dict[str, Callable[[], list[Any]]] = {
-    "model.size": _names(SIZES),
-    "model.traversal": _names(TRAVERSALS),
-    "model.pooling": _names(POOLINGS),
-    "model.design": _names(DESIGNS),
-    "model.init": _names(INITS),
+    "model.size": SIZES.names,
+    "model.traversal": TRAVERSALS.names,
+    "model.pooling": POOLINGS.names,
+    "model.design": DESIGNS.names,
+    "model.init": INITS.names,
     "model.conv": lambda: ["causal1d", "grid2d"],
     "model.cell": form_names,  # kernel forms only where mlstm-kernels is installed
     "train.precision": lambda: ["auto", "bf16", "fp32"],
     "train.compile": lambda: ["auto", "on", "off"],
-    "data.dataset": lambda: list(KINDS),
+    "data.dataset": KINDS.names,
     "data.augment": lambda: list(AUGMENTS),
     "data.split": lambda: list(SPLITS),
 }
@@ -266,13 +265,15 @@ def science(cfg: RunConfig) -> dict[str, Any]:
     """The flat science part of ``cfg``: what a run's fingerprint hashes.
 
     ``train.precision: auto`` is replaced by what it resolves to on this machine (bf16 on
-    CUDA, fp32 elsewhere): the same config on another device is another experiment.
+    CUDA, fp32 elsewhere): the same config on another device is another experiment. A
+    part registered by an imported file adds ``imports.<module>: <sha256 of the file>``.
     """
     flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_SCIENCE}
     for key, default in HASHED_WHEN_CHANGED.items():
         if flat.get(key) == default:
             del flat[key]
     flat["train.precision"] = resolve_precision(cfg.train.precision, cfg.train.device)
+    flat.update(science_keys(flat))  # the hash of a user's file whose parts this run uses
     return flat
 
 

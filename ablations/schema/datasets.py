@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vil.registry import Registry
+
 
 def _fixed(n: int) -> Callable[[Any], int]:
     return lambda cfg: n
@@ -45,7 +47,7 @@ def _per_class(total: int, classes: int) -> Callable[[Any], int]:
     return lambda cfg: min(total, classes * cfg.train_per_class) if cfg.train_per_class else total
 
 
-KINDS: dict[str, DatasetKind] = {}
+KINDS: Registry[DatasetKind] = Registry("dataset")
 CLASS_LIST_SIZES = {"vil": 100, "cmc": 100}  # imagenet100's shipped lists (classlists/*.txt)
 
 
@@ -53,10 +55,9 @@ def register_dataset(kind: DatasetKind) -> DatasetKind:
     """Add a dataset kind (its name then works as ``data.dataset`` everywhere)."""
     if kind.family not in ("files", "arrays"):
         raise ValueError(f"dataset {kind.name!r}: family {kind.family!r}; valid: files, arrays")
-    if kind.name in KINDS and KINDS[kind.name] != kind:
-        raise ValueError(f"dataset {kind.name!r} is already registered")
-    KINDS[kind.name] = kind
-    return kind
+    if kind.name in KINDS and KINDS[kind.name] == kind:
+        return kind  # the same kind again (a module imported twice)
+    return KINDS.register(kind.name, kind)
 
 
 for _kind in (

@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,17 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: str | Path, obj: Any) -> Path:
+    """The one JSON writer: atomic (a reader sees the old or the new file, never half of one),
+    parent folders created, NaN/inf written as null (JSON has none); returns the path."""
+    path = Path(path)
     atomic_write(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def utc_now() -> str:
+    """The one timestamp: UTC, ISO 8601 to the second (records, cache index, benchmarks)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def read_json(path: Path) -> dict | None:

@@ -105,6 +105,8 @@ class RunRecord:
     resumed_from: dict = field(default_factory=dict, metadata=NESTED)
     tuned: dict = field(default_factory=dict, metadata=NESTED)  # key -> value the tune chose
     tune_ranges: dict = field(default_factory=dict, metadata=NESTED)  # key -> [low, high, log]
+    imports: list = field(default_factory=list, metadata=NESTED)  # --import / imports: (files'
+    # sha256 and the names each registered; schema/imports.py)
     # Config keys the variant sets itself (its row's definition, match: solved keys); they
     # differ between rows by design. None: not recorded (older records).
     own_keys: list | None = field(default=None, metadata=NESTED)

@@ -26,6 +26,7 @@ from ablations.schema.config import (
 )
 from ablations.schema.device import device_type, resolve_compile
 from ablations.schema.files import naming_path, read_json, write_json
+from ablations.schema.layers import Layer, stack
 from ablations.study.storage import JOURNAL_FILE, masked
 from ablations.study.sweep_study import Place
 from ablations.sweep.matching import solve_all
@@ -96,10 +97,16 @@ class Sweep:
     ) -> RunConfig:
         """A variant's config through the one layering (``tuned``: nested overrides;
         ``final``: (source, overrides) of a purpose's own last layer)."""
+        layers = self.variant_layers(variant, seed, tuned, final)
+        return stack(self.catalog.protocol(self.protocol), layers)
+
+    def variant_layers(
+        self, variant: str, seed: int, tuned: dict | None = None, final: tuple | None = None
+    ) -> list[Layer]:
+        """The layers above the protocol of ``variant_config`` (``vil-ablate show``)."""
         m = self.matched.get(variant)
-        proto = self.catalog.protocol(self.protocol)
-        return self.exp.config_for(proto, variant, seed, self.opts.overrides, self.opts.device,
-                                   m.overrides if m else None, tuned, final)  # fmt: skip
+        return self.exp.layers(variant, seed, self.opts.overrides, self.opts.device,
+                               m.overrides if m else None, tuned, final)  # fmt: skip
 
     def record_for(self, p: grid.Point) -> runs.RunRecord:
         """The identity part of a point's record (the trial fills in the rest)."""

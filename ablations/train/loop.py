@@ -27,6 +27,7 @@ from ablations.schema.files import (
     close_logger,
     naming_path,
     trial_logger,
+    utc_now,
     write_metrics,
     write_yaml,
 )
@@ -34,7 +35,7 @@ from ablations.schema.record import RunRecord
 from ablations.train import checkpoint as ckpt
 from ablations.train.loaders import Loaders, make_loaders
 from ablations.train.optim import make_optimizer, make_scheduler
-from ablations.train.record import data_fields, now, start_record
+from ablations.train.record import data_fields, start_record
 from ablations.train.runtime import (
     Runtime,
     peak_memory_mb,
@@ -121,7 +122,7 @@ def train(
         log.error("run %s: %s", rec.state.lower(), rec.fail_reason, exc_info=trace)
         raise
     finally:
-        rec.finished_at = now()
+        rec.finished_at = utc_now()
         rec.peak_mem_mb = peak_memory_mb(rt.device)
         try:
             if rt.is_main:

@@ -3,18 +3,15 @@ runtime (device, precision, compile, world size) and what the data builder found
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import vil
+from ablations.schema import imports
 from ablations.schema.config import RunConfig, science, to_dict
+from ablations.schema.files import utc_now
 from ablations.schema.record import RunRecord, fingerprint
 from ablations.train.optim import peak_lr
 from ablations.train.runtime import Runtime, device_name, git_revision, versions
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
@@ -24,7 +21,7 @@ def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
     rec.seed, rec.traversal, rec.pooling = t.seed, m.traversal, m.pooling_name
     rec.science = science(config)
     rec.fingerprint = fingerprint(rec.science)
-    rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, now()
+    rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, utc_now()
     rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
     rec.init, rec.design = m.init, m.design
     rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
@@ -33,6 +30,7 @@ def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
     rec.precision, rec.compile = rt.precision, rt.compile
     rec.device, rec.world_size = device_name(rt.device), rt.world
     rec.versions, rec.git_rev, rec.config = versions(), git_revision(), to_dict(config)
+    rec.imports = imports.record()
     return rec
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -55,11 +56,10 @@ def soft_cross_entropy(
 
 
 def micro_slices(batch: int, micro_batch: int | None) -> list[slice]:
-    """The micro-batches of a per-rank batch (config.validate checks that they divide it)."""
+    """The micro-batches of a per-rank batch. ``train.micro_batch`` is validated once, in
+    config.validate (it divides the per-rank batch; the loaders drop the last partial batch)."""
     size = micro_batch or batch
-    if batch % size:
-        raise TrialFailed(f"train.micro_batch {size} does not divide the per-rank batch {batch}")
-    return [slice(a, a + size) for a in range(0, batch, size)]
+    return [slice(a, min(a + size, batch)) for a in range(0, batch, size)]
 
 
 def _sync_grads_on(ddp: nn.Module | None, last: bool) -> contextlib.AbstractContextManager:
@@ -69,8 +69,20 @@ def _sync_grads_on(ddp: nn.Module | None, last: bool) -> contextlib.AbstractCont
     return ddp.no_sync()
 
 
+class StepParts(Protocol):
+    """What ``train_step`` uses of a run's parts (train.loop.Parts, measure.step_parts);
+    optional, read with getattr: ``augment`` (device augmentation) and ``ddp``."""
+
+    rt: Runtime
+    model: nn.Module  # the plain model: its parameters are clipped
+    step_model: nn.Module  # what the step calls (DDP- and/or compile-wrapped)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch LR scheduler: step() once per optimiser step
+    mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train_step(
-    parts: Any, images: torch.Tensor, labels: torch.Tensor, cfg: RunConfig, step: int
+    parts: StepParts, images: torch.Tensor, labels: torch.Tensor, cfg: RunConfig, step: int
 ) -> torch.Tensor:
     """One optimiser step over this rank's batch, in ``train.micro_batch`` pieces when set.
 
@@ -86,17 +98,19 @@ def train_step(
         images = parts.augment(images)
     images, targets = parts.mixer(images, labels)
     parts.optimizer.zero_grad(set_to_none=True)
-    pieces = micro_slices(images.size(0), tc.micro_batch)
+    batch = images.size(0)
+    pieces = micro_slices(batch, tc.micro_batch)
     total = torch.zeros((), device=rt.device)
     for k, part in enumerate(pieces):
+        share = (part.stop - part.start) / batch  # 1 / len(pieces) when they divide it
         with _sync_grads_on(getattr(parts, "ddp", None), k == len(pieces) - 1):
             with autocast(rt):
                 logits = parts.step_model(images[part])
             loss = soft_cross_entropy(logits, targets[part].to(logits.device), tc.label_smoothing)
             if tc.inject_nan_at_step is not None and step == tc.inject_nan_at_step:
                 loss = loss * float("nan")  # test hook (see TrainConfig.inject_nan_at_step)
-            (loss / len(pieces)).backward()
-        total += loss.detach() / len(pieces)
+            (loss * share).backward()
+        total += loss.detach() * share
     if tc.grad_clip:
         nn.utils.clip_grad_norm_(parts.model.parameters(), tc.grad_clip)
     parts.optimizer.step()

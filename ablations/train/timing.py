@@ -21,8 +21,6 @@ Peak memory (what is measured, stated in every output):
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import os
 import platform
 import re
@@ -38,6 +36,7 @@ from typing import Any
 
 import torch
 
+from ablations.schema.files import utc_now
 from ablations.train.runtime import git_revision
 
 MIB = 2**20
@@ -226,7 +225,7 @@ def source_digest(package: str = "vil") -> str:
 def environment(device: torch.device, note: str = "") -> dict[str, Any]:
     """Everything a reader needs to judge a figure: device, versions, threads, load, date."""
     env = {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": utc_now(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
         "torch": torch.__version__,
@@ -266,24 +265,6 @@ def header_line(env: dict[str, Any]) -> str:
         f"load {env['load_avg_1m_at_start']:.2f} | commit {env['git_commit']} "
         f"(vil/ sha1 {env['vil_source_sha1']}){shared}"
     )
-
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON (NaN written as null), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(payload), indent=2) + "\n")
-    return path
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

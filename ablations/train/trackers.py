@@ -27,6 +27,7 @@ from ablations.schema.config import ConfigError, flatten
 from ablations.schema.files import read_json, write_json
 from ablations.schema.record import CSV_COLUMNS, RunRecord
 from ablations.train.tracker_backends import MLflow, RunInfo, TensorBoard, Tracker, WandB
+from vil.registry import Registry
 
 STATE_FILE = "trackers.json"
 INSTALL = "pip install vil-ablate[trackers]"
@@ -47,11 +48,17 @@ class Entry:
     preload: tuple[str, ...] = ()
 
 
-TRACKERS: dict[str, Entry] = {
-    "tensorboard": Entry("tensorboard", TensorBoard, ("torch.utils.tensorboard",)),
-    "mlflow": Entry("mlflow", MLflow, ("mlflow",)),
-    "wandb": Entry("wandb", WandB, ("wandb",)),
-}
+TRACKERS: Registry[Entry] = Registry("tracker")
+
+
+def register_tracker(name: str, entry: Entry) -> Entry:
+    """Add a tracker (its name then works in ``train.trackers``)."""
+    return TRACKERS.register(name, entry)
+
+
+register_tracker("tensorboard", Entry("tensorboard", TensorBoard, ("torch.utils.tensorboard",)))
+register_tracker("mlflow", Entry("mlflow", MLflow, ("mlflow",)))
+register_tracker("wandb", Entry("wandb", WandB, ("wandb",)))
 
 
 def check(names: Sequence[str], source: str = "train.trackers") -> None:
