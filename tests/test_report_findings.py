@@ -86,7 +86,7 @@ def test_one_seed_or_overlap_is_inconclusive():
 
 
 def test_claims_about_absent_variants_are_not_tested():
-    items = findings(sweep({"uni": [60.0, 61.0], "alternating": [70.0, 71.0]}))
+    items = findings(sweep({"uni": [60.0, 61.0, 62.0], "alternating": [70.0, 71.0, 71.5]}))
     assert [f.verdict for f in items] == [HOLDS, NOT_TESTED, NOT_TESTED, NOT_TESTED]
     assert "bi" in items[1].note and not items[1].checks
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import pytest
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
+from ablations.schema.record import decode_correct
 from ablations.train import Interrupted, PathError, TrialFailed, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
@@ -114,3 +116,12 @@ def test_path_error_message():
 
     with pytest.raises(PathError, match="cannot write /proc/nope/x.json"):
         atomic_write(__import__("pathlib").Path("/proc/nope/x.json"), "{}")
+
+
+def test_record_holds_per_image_correctness_and_load(tmp_path):
+    rec = train(_cfg(max_steps=2), tmp_path)
+    correct = decode_correct(rec.val_correct)
+    assert correct is not None and correct.size == rec.val_images
+    assert 100.0 * correct.mean() == pytest.approx(rec.top1)  # the floor's source is the top-1
+    assert rec.load["cpus"] == os.cpu_count() and rec.load["concurrent_trials"] == 0
+    assert "loadavg_1m_start" in rec.load and "loadavg_1m_end" in rec.load

@@ -5,11 +5,18 @@ fingerprint hashes) are equal apart from keys that differ by design:
 
 - ``train.seed`` (statistics pair on it) and the budget keys ``train.max_steps`` /
   ``train.time_limit_s`` (a run its budget stopped early is TRUNCATED, never COMPLETE);
-- between runs of *different* variants also: the experiment's axis key, each variant's own
-  settings (``RunRecord.own_keys``: its row's overrides and solved ``match:`` keys) and the
-  keys that both runs' tune studies chose (``RunRecord.tuned``; a tuned row against an
-  untuned one differs in them), and the hashes of imported files (``imports.<module>``:
-  the file of a row's own traversal or pooling).
+- between runs of *different* variants also: the experiment's axis key, the keys of each
+  variant's own settings that define its architecture (``model.*`` of
+  ``RunRecord.own_keys``: its row's overrides and solved ``match:`` keys) and the keys that
+  both runs' tune studies chose (``RunRecord.tuned``; a tuned row against an untuned one
+  differs in them).
+
+A variant's *other* own settings (``set: {train.epochs: 4}``: training, data, optimiser,
+precision...) are a confound, not the design: the pair is "not comparable: bi sets
+train.epochs = 4 alone". An experiment that means it declares the key (experiments.yaml
+``confounds: {train.lr: reason}``, recorded as ``RunRecord.confounds``): the pair keeps its
+interval, marked "confounded (declared): train.lr". Runs of different recipe versions
+(``config.RECIPE_KEY``) are never paired.
 
 Runs of one variant must agree on everything but the seed. Two variants are comparable when
 every pair of their runs (within and across them) is. The tables give "not comparable"
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablations.report.load import Experiment
+from ablations.schema.config import RECIPE_KEY
 from ablations.schema.imports import PREFIX as IMPORTED
 from ablations.schema.record import RunRecord
 
@@ -32,6 +40,24 @@ ALWAYS_EXEMPT = frozenset({"train.seed", "train.max_steps", "train.time_limit_s"
 UNRECORDED = "(not recorded)"
 RECORDED_KEY = "(science config)"  # some runs recorded theirs, others did not
 NOT_COMPARABLE = "not comparable"
+DECLARED = "confounded (declared)"
+DESIGN_PREFIX = "model."  # own keys under it define the variant's architecture
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """Why two groups of runs are not comparable (``reasons``; [] = trained alike) and the
+    declared confounds they differ in (comparable, but marked)."""
+
+    keys: list[str]
+    reasons: list[str]
+    declared: list[str]
+
+    def note(self) -> str:
+        """The table cell / check evidence: "not comparable: ..." or the declared mark."""
+        if self.reasons:
+            return f"{NOT_COMPARABLE}: {'; '.join(self.reasons)}"
+        return f"{DECLARED}: {', '.join(self.declared)}" if self.declared else ""
 
 
 @dataclass(frozen=True)
@@ -61,13 +87,27 @@ def compared_runs(exp: Experiment, variants: Iterable[str] | None = None) -> lis
     return sorted(recs, key=lambda r: (order.get(r.variant, len(order)), r.variant, r.seed))
 
 
+def _design(rec: RunRecord) -> set[str]:
+    """The record's own keys that define its architecture (``model.*``)."""
+    return {k for k in rec.own_keys or [] if k.startswith(DESIGN_PREFIX)}
+
+
+def declared(runs: Iterable[RunRecord]) -> dict[str, str]:
+    """Confounds the experiment declared (key -> reason), as the runs recorded them."""
+    out: dict[str, str] = {}
+    for r in runs:
+        out |= {str(k): str(v) for k, v in (r.confounds or {}).items()}
+    return out
+
+
 def _exempt(x: RunRecord, y: RunRecord, axis: str) -> set[str]:
     keys = set(ALWAYS_EXEMPT)
     if x.variant != y.variant:
-        keys |= {axis, *(x.own_keys or []), *(y.own_keys or [])}
+        keys |= {axis, *_design(x), *_design(y)}
         keys |= set(x.tuned) & set(y.tuned)  # both tuned it: each row's own tune result
         # the file of a row's own part (its traversal...): part of the row's definition
         keys |= {k for k in (*x.science, *y.science) if k.startswith(IMPORTED)}
+        keys |= set(declared((x, y)))  # differ on purpose: marked, not refused
     return keys
 
 
@@ -94,11 +134,42 @@ def differing_keys(runs: list[RunRecord], axis: str) -> list[str]:
 
 def pair_keys(exp: Experiment, a: str, b: str) -> list[str]:
     """Keys that make variants ``a`` and ``b`` not comparable ([] = trained alike)."""
-    return differing_keys(compared_runs(exp, {a, b}), axis_key(exp))
+    return pair_check(exp, a, b).keys
 
 
 def comparable(exp: Experiment, a: str, b: str) -> bool:
     return not pair_keys(exp, a, b)
+
+
+def pair_check(exp: Experiment, a: str, b: str) -> PairCheck:
+    """Whether variants ``a`` and ``b`` were trained alike, with the reasons if not."""
+    return check_runs(compared_runs(exp, {a, b}), axis_key(exp))
+
+
+def check_runs(runs: list[RunRecord], axis: str) -> PairCheck:
+    """``PairCheck`` of a group of runs (two variants of one folder, or one variant of two)."""
+    keys = differing_keys(runs, axis)
+    reasons = [_reason(runs, k) for k in keys]
+    said = declared(runs)
+    differ = {k for i, x in enumerate(runs) for y in runs[i + 1 :] for k in said
+              if x.variant != y.variant and _value(x, k) != _value(y, k)}  # fmt: skip
+    return PairCheck(keys, reasons, sorted(differ))
+
+
+def _reason(runs: list[RunRecord], key: str) -> str:
+    """``bi sets train.epochs = 4 alone``, ``recipe versions 1 vs 2`` or the plain key."""
+    if key == RECIPE_KEY:
+        versions = dict.fromkeys(_text(_value(r, key)) for r in runs)
+        return f"runs of different recipe versions ({' vs '.join(versions)}; see the warning)"
+    setters = {}
+    for r in runs:
+        if key in (r.own_keys or []):
+            setters.setdefault(r.variant, _text(_value(r, key)))
+    if setters:
+        said = ", ".join(f"{v} sets {key} = {val}" for v, val in setters.items())
+        alone = " alone" if len(setters) == 1 else ""
+        return f"{said}{alone} (a training setting, not the design; declare it in confounds:)"
+    return f"trained with different {key} (see the warning)"
 
 
 def differences(exp: Experiment) -> list[Difference]:
@@ -114,15 +185,30 @@ def differences(exp: Experiment) -> list[Difference]:
 
 
 def warnings(exp: Experiment) -> list[str]:
-    """One line per differing key, for the top of the page."""
+    """One line per differing key, then per declared confound, for the top of the page."""
     why = (f"; comparisons across it are marked {NOT_COMPARABLE} and no claim uses them "
-           f"(only the axis {axis_key(exp)}, the variants' own settings, keys both were tuned "
-           "on and the seed may differ)")  # fmt: skip
-    return [f"runs trained differently: {d.text()}{why}" for d in differences(exp)]
+           f"(only the axis {axis_key(exp)}, the variants' own model.* settings, keys both "
+           "were tuned on, declared confounds and the seed may differ)")  # fmt: skip
+    runs = compared_runs(exp)
+    out = []
+    for d in differences(exp):
+        own = sorted({r.variant for r in runs if d.key in (r.own_keys or [])})
+        who = f" ({', '.join(own)} set{'s' if len(own) == 1 else ''} it alone)" if own else ""
+        out.append(f"runs trained differently: {d.text()}{who}{why}")
+    for key, reason in declared(runs).items():
+        by_value: dict[str, list[str]] = {}
+        for r in runs:
+            by_value.setdefault(_text(_value(r, key)), []).append(f"{r.variant}-s{r.seed}")
+        if len(by_value) > 1:
+            text = Difference(key, by_value).text()
+            out.append(f"{DECLARED}: {text}; the experiment declares it ({reason}), so "
+                       "differences across it measure the axis and this key together")  # fmt: skip
+    return out
 
 
 def note(keys: list[str]) -> str:
-    """The table cell / check evidence for a pair that is not comparable."""
+    """The table cell for a pair that is not comparable (plain keys; ``PairCheck.note``
+    says which variant set them)."""
     return f"{NOT_COMPARABLE}: trained with different {', '.join(keys)} (see the warning)"
 
 

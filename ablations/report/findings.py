@@ -8,8 +8,13 @@ t-interval over seeds (``stats.diff_to_reference``: paired on shared seeds, else
 * **does not hold** if the CI lies entirely outside it,
 * **inconclusive** if it straddles a bound, or if a variant has fewer than 2 complete seeds
   (no CI; the point difference is still shown), or no complete run at all,
+* **inconclusive (n < 3)** whatever the interval (shown) when a side has fewer than 3
+  complete seeds: two seeds can agree by chance (accuracy moves in steps of 100/N points),
 * **not comparable** if the two variants were not trained alike (``comparable.py``): no
   interval is formed and the claim cannot hold on it.
+
+The interval's spread is never below the validation set's sampling noise (``noise.py``).
+A declared confound (experiments.yaml ``confounds:``) keeps the check, marked in its evidence.
 
 A claim that tests several pairs is corrected for it (Holm): each check's p-value (the
 smallest alpha at which its (1 - alpha) interval reaches its verdict, ``stats.region_p``) is
@@ -42,7 +47,15 @@ import numpy as np
 
 from ablations.report import comparable
 from ablations.report.load import Experiment
-from ablations.report.stats import LEVEL, diff_to_reference, holm, region_p, verdict_for
+from ablations.report.noise import for_experiment
+from ablations.report.stats import (
+    INCONCLUSIVE_N,
+    LEVEL,
+    diff_to_reference,
+    holm,
+    region_p,
+    verdict_for,
+)
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
 NOT_COMPARABLE = comparable.NOT_COMPARABLE
@@ -77,16 +90,19 @@ def combine(checks: list[Check]) -> str:
         return NOT_TESTED
     if FAILS in verdicts:
         return FAILS
-    return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE  # not comparable too
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    return INCONCLUSIVE_N if INCONCLUSIVE_N in verdicts else INCONCLUSIVE  # not comparable too
 
 
 def accuracy_check(exp: Experiment, a: str, b: str, lo: float, hi: float) -> Check:
     """Check that top-1 Δ = a - b lies in the open region (lo, hi) (uncorrected: holm_checks)."""
     label = f"{a} − {b}"
-    keys = comparable.pair_keys(exp, a, b)
-    if keys:
-        return Check(label, NOT_COMPARABLE, comparable.note(keys))
-    ci = diff_to_reference(exp.top1_by_seed(a), exp.top1_by_seed(b))
+    check = comparable.pair_check(exp, a, b)
+    if check.keys:
+        return Check(label, NOT_COMPARABLE, check.note())
+    noise = for_experiment(exp, a, b)
+    ci = diff_to_reference(exp.top1_by_seed(a), exp.top1_by_seed(b), noise=noise)
     if ci.n_a == 0 or ci.n_b == 0:
         gone = " or ".join(v for v, n in ((a, ci.n_a), (b, ci.n_b)) if n == 0)
         return Check(label, INCONCLUSIVE, f"no complete run of {gone}")
@@ -95,6 +111,10 @@ def accuracy_check(exp: Experiment, a: str, b: str, lo: float, hi: float) -> Che
         evidence += f" (n = {ci.n_a} vs {ci.n_b}: fewer than 2 seeds, no CI)"
         return Check(label, INCONCLUSIVE, evidence)
     evidence += f", 95% CI [{ci.low:+.2f}, {ci.high:+.2f}] (n = {ci.n_a} vs {ci.n_b})"
+    evidence += " (spread at the evaluation-noise floor)" if ci.floored else ""
+    evidence += f"; {check.note()}" if check.declared else ""
+    if not ci.enough_seeds:  # shown, never decided: not among the Holm-corrected checks
+        return Check(label, INCONCLUSIVE_N, evidence)
     inside, outside = region_p(ci, lo, hi)
     p, reached = (inside, HOLDS) if inside <= outside else (outside, FAILS)
     return Check(label, verdict_for(ci, lo, hi), evidence, p, reached)
@@ -125,9 +145,9 @@ def _cost(exp: Experiment, variant: str, col: str) -> float:
 def cost_check(exp: Experiment, a: str, b: str, relation: str) -> Check:
     """Params and FLOPs of a compared with b: ``relation`` is "more" or "same"."""
     label = f"cost {a} vs {b}"
-    keys = comparable.pair_keys(exp, a, b)
-    if keys:
-        return Check(label, NOT_COMPARABLE, comparable.note(keys))
+    check = comparable.pair_check(exp, a, b)
+    if check.keys:
+        return Check(label, NOT_COMPARABLE, check.note())
     pa, pb = _cost(exp, a, "params"), _cost(exp, b, "params")
     fa, fb = _cost(exp, a, "flops"), _cost(exp, b, "flops")
     if not all(math.isfinite(x) and x > 0 for x in (pa, pb, fa, fb)):
@@ -219,7 +239,8 @@ def pooling_findings(exp: Experiment) -> list[Finding]:
 
 
 HIGHER, LOWER, UNRESOLVED = "higher", "lower", "no resolved difference"
-_PLAIN = {HOLDS: HIGHER, FAILS: LOWER, INCONCLUSIVE: UNRESOLVED}
+_PLAIN = {HOLDS: HIGHER, FAILS: LOWER, INCONCLUSIVE: UNRESOLVED,
+          INCONCLUSIVE_N: f"{UNRESOLVED} ({INCONCLUSIVE_N})"}  # fmt: skip
 
 
 def plain_findings(exp: Experiment) -> list[Finding]:

@@ -16,8 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ablations.report.noise import Eval
 from ablations.schema.points import Point
-from ablations.schema.record import CSV_COLUMNS, NUMERIC_COLUMNS, RunRecord, read_all
+from ablations.schema.record import (
+    CSV_COLUMNS,
+    NUMERIC_COLUMNS,
+    RunRecord,
+    decode_correct,
+    read_all,
+)
 
 STATES = ("COMPLETE", "TRUNCATED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING", "MISSING")
 NUMERIC = NUMERIC_COLUMNS
@@ -89,6 +96,18 @@ class Experiment:
         """seed -> ``metric`` of the complete runs of ``variant``."""
         done = self.complete(variant, metric)
         return {int(s): float(v) for s, v in zip(done["seed"], done[metric], strict=True)}
+
+    def evals(self, variant: str, metric: str = "top1") -> dict[int, Eval]:
+        """seed -> what the complete run's evaluation recorded (per-image top-1 correctness
+        from its record, the validation-set size from its row) for the noise floor."""
+        done = self.complete(variant, metric)
+        recs = {r.point: r for r in self.records if r.variant == variant}
+        out = {}
+        for seed, n in zip(done["seed"], done["val_images"], strict=True):
+            rec = recs.get((variant, int(seed)))
+            correct = decode_correct(rec.val_correct) if rec and metric == "top1" else None
+            out[int(seed)] = Eval(correct, int(n) if np.isfinite(n) and n > 0 else None)
+        return out
 
     def rows(self, variant: str) -> pd.DataFrame:
         return self.runs[self.runs["variant"] == variant]

@@ -6,6 +6,8 @@ detects (its two-sided 95% t-interval excludes 0) with probability ``POWER`` = 8
   ``a_s - b_s``; standard error se = sd / sqrt(n), df = n - 1;
 - unpaired (Welch): the sample std of one variant's results over seeds, taken equal for
   both variants with n seeds each; then se = sd * sqrt(2 / n) and Welch's df is 2(n - 1).
+Either spread is at least the evaluation-noise floor (``noise.py``; the paired floor of the
+per-seed differences, or the mean of the two sides' binomial floors), as in ``stats.py``.
 With a true difference δ the t statistic follows a noncentral t with df and noncentrality
 δ / se, so the power is ``P(|T| > t_{(1+level)/2, df})`` (scipy.stats.nct); the resolvable
 difference solves power = 80% for δ, and ``seeds_needed`` is the smallest n whose power for
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from .stats import LEVEL, _complete, t_quantile
+from .noise import Noise
+from .stats import LEVEL, _complete, floored_var, is_paired, t_quantile
 
 PAPER_MARGIN = 0.6  # top-1 points: the smallest gap the paper's ablation tables rely on
 POWER = 0.8  # the probability of resolving a difference that "resolvable" refers to
@@ -109,6 +112,7 @@ class Resolution:
     seeds_for_margin: int | None  # seeds that would resolve ``margin`` with 80% power
     margin: float  # the gap asked about (default: the paper's 0.6 points)
     half_width: float = math.nan  # the CI half-width at this spread (50-70% power)
+    floored: bool = False  # the evaluation-noise floor, not the seeds, set the spread
 
 
 def resolution(
@@ -116,17 +120,24 @@ def resolution(
     reference: Mapping[int, float],
     margin: float = PAPER_MARGIN,
     level: float = LEVEL,
+    noise: Noise | None = None,
 ) -> Resolution:
-    """Resolution of ``variant`` vs ``reference`` (seed -> top-1), as diff_to_reference pairs."""
+    """Resolution of ``variant`` vs ``reference`` (seed -> top-1), as diff_to_reference pairs
+    (``noise``: the evaluation-noise floor of the spread)."""
     a, b = _complete(variant), _complete(reference)
-    paired = len(a) >= 2 and set(a) == set(b)
+    paired = is_paired(a, b)
     if paired:
         n = len(a)
-        spread = float(np.std([a[s] - b[s] for s in sorted(a)], ddof=1))
+        var = float(np.var([a[s] - b[s] for s in sorted(a)], ddof=1))
+        var, floored = floored_var(var, noise.paired_var(sorted(a)) if noise else math.nan)
     else:
         n = min(len(a), len(b))
-        sds = [np.std(list(x.values()), ddof=1) if len(x) >= 2 else math.nan for x in (a, b)]
-        spread = float(math.sqrt((sds[0] ** 2 + sds[1] ** 2) / 2))  # equal-n pooled sd
+        vs = [np.var(list(x.values()), ddof=1) if len(x) >= 2 else math.nan for x in (a, b)]
+        floors = [noise.side_var(k, sorted(x)) if noise else math.nan
+                  for k, x in (("a", a), ("b", b))]  # fmt: skip
+        both = [floored_var(float(v), f) for v, f in zip(vs, floors, strict=True)]
+        var, floored = (both[0][0] + both[1][0]) / 2, both[0][1] or both[1][1]  # equal-n pooled
+    spread = math.sqrt(var) if math.isfinite(var) else math.nan
     return Resolution(
         paired,
         n,
@@ -135,4 +146,5 @@ def resolution(
         seeds_needed(spread, margin, paired, level),
         margin,
         half_width(spread, n, paired, level),
+        floored,
     )

@@ -17,6 +17,11 @@ Method used for a comparison with the reference (``diff_to_reference``):
       df = se^4 / ((s_a^2/n_a)^2 / (n_a-1) + (s_b^2/n_b)^2 / (n_b-1))   (Welch-Satterthwaite)
       CI = mean(a) - mean(b) ± t_{0.975, df} * se
 
+**Evaluation-noise floor** (``noise.py``): the variance that enters either interval is
+never below the validation set's sampling noise (paired: from the discordant counts, as in
+McNemar's test; Welch: binomial per side), so equal per-seed differences do not give a
+zero-width interval; ``DiffCI.floored`` says where the floor decided the width.
+
 The result says which (``DiffCI.method``: "paired" or "welch"). The initial weights still
 differ between architectures, so pairing removes the data noise, not the init noise.
 With fewer than 2 usable seeds the difference is reported with no interval (a sample
@@ -32,8 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .noise import Noise
+
 LEVEL = 0.95
 NO_CI_NOTE = "no CI: needs >= 2 complete seeds in both variants"
+MIN_CLAIM_SEEDS = 3  # fewer complete seeds on a side: no claim holds or fails
+INCONCLUSIVE_N = f"inconclusive (n < {MIN_CLAIM_SEEDS})"
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,24 @@ class DiffCI:
     n_b: int
     method: str
     note: str = ""
+    floor_sd: float = math.nan  # sd the evaluation noise implies (NaN: not recorded)
+    floored: bool = False  # the floor, not the seeds' spread, set the interval's width
 
     @property
     def has_ci(self) -> bool:
         return math.isfinite(self.low) and math.isfinite(self.high)
+
+    @property
+    def enough_seeds(self) -> bool:
+        """At least MIN_CLAIM_SEEDS complete seeds on each side: a claim may be decided."""
+        return min(self.n_a, self.n_b) >= MIN_CLAIM_SEEDS
+
+
+def floored_var(sample_var: float, floor: float) -> tuple[float, bool]:
+    """``max(sample_var, floor)`` and whether the floor was the larger (NaN floor: none)."""
+    if math.isfinite(floor) and floor > sample_var:
+        return floor, True
+    return sample_var, False
 
 
 def t_quantile(df: float, level: float = LEVEL) -> float:
@@ -83,39 +106,68 @@ def _interval(diff: float, se: float, df: float, level: float) -> tuple[float, f
     return diff - half, diff + half
 
 
-def welch_ci(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> DiffCI:
-    """Welch t-interval for ``mean(a) - mean(b)`` on independent samples."""
+def welch_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    level: float = LEVEL,
+    floor_a: float = math.nan,
+    floor_b: float = math.nan,
+) -> DiffCI:
+    """Welch t-interval for ``mean(a) - mean(b)`` on independent samples; each side's
+    variance is at least its evaluation-noise floor (``floor_a``, ``floor_b``, pp^2)."""
     sa, sb = summarise(a), summarise(b)
     diff = sa.mean - sb.mean
     if sa.n < 2 or sb.n < 2:
         return DiffCI(diff, math.nan, math.nan, math.nan, sa.n, sb.n, "welch", NO_CI_NOTE)
-    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    (var_a, fa), (var_b, fb) = floored_var(sa.std**2, floor_a), floored_var(sb.std**2, floor_b)
+    va, vb = var_a / sa.n, var_b / sb.n
     se = math.sqrt(va + vb)
     denom = va**2 / (sa.n - 1) + vb**2 / (sb.n - 1)
     df = (va + vb) ** 2 / denom if denom > 0 else float(sa.n + sb.n - 2)
     low, high = _interval(diff, se, df, level)
-    return DiffCI(diff, low, high, df, sa.n, sb.n, "welch")
+    floor_sd = math.sqrt((floor_a + floor_b) / 2) if math.isfinite(floor_a + floor_b) else math.nan
+    return DiffCI(diff, low, high, df, sa.n, sb.n, "welch", "", floor_sd, fa or fb)
 
 
-def paired_ci(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> DiffCI:
-    """Paired t-interval for ``a - b`` over the seeds both mappings hold (seed -> value)."""
+def paired_ci(
+    a: Mapping[int, float],
+    b: Mapping[int, float],
+    level: float = LEVEL,
+    noise: Noise | None = None,
+) -> DiffCI:
+    """Paired t-interval for ``a - b`` over the seeds both mappings hold (seed -> value);
+    the per-seed differences' variance is at least ``noise``'s paired floor."""
     seeds = sorted(s for s in a if s in b and math.isfinite(a[s]) and math.isfinite(b[s]))
     d = summarise([a[s] - b[s] for s in seeds])
     if d.n < 2:
         note = "no CI: needs >= 2 seeds shared by both variants"
         return DiffCI(d.mean, math.nan, math.nan, math.nan, d.n, d.n, "paired", note)
-    low, high = _interval(d.mean, d.std / math.sqrt(d.n), d.n - 1, level)
-    return DiffCI(d.mean, low, high, float(d.n - 1), d.n, d.n, "paired")
+    floor = noise.paired_var(seeds) if noise else math.nan
+    var, floored = floored_var(d.std**2, floor)
+    low, high = _interval(d.mean, math.sqrt(var / d.n), d.n - 1, level)
+    floor_sd = math.sqrt(floor) if math.isfinite(floor) else math.nan
+    return DiffCI(d.mean, low, high, float(d.n - 1), d.n, d.n, "paired", "", floor_sd, floored)
+
+
+def is_paired(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
+    """The paired interval applies: the same >= 2 complete seeds on both sides."""
+    return len(a) >= 2 and set(a) == set(b)
 
 
 def diff_to_reference(
-    variant: Mapping[int, float], reference: Mapping[int, float], level: float = LEVEL
+    variant: Mapping[int, float],
+    reference: Mapping[int, float],
+    level: float = LEVEL,
+    noise: Noise | None = None,
 ) -> DiffCI:
-    """``variant - reference`` (seed -> top-1): paired on identical complete seeds, else Welch."""
+    """``variant - reference`` (seed -> top-1): paired on identical complete seeds, else Welch;
+    ``noise``: the evaluation-noise floor (``noise.noise(variant, reference, ...)``)."""
     a, b = _complete(variant), _complete(reference)
-    if len(a) >= 2 and set(a) == set(b):
-        return paired_ci(a, b, level)
-    return welch_ci(list(a.values()), list(b.values()), level)
+    if is_paired(a, b):
+        return paired_ci(a, b, level, noise)
+    fa = noise.side_var("a", sorted(a)) if noise else math.nan
+    fb = noise.side_var("b", sorted(b)) if noise else math.nan
+    return welch_ci(list(a.values()), list(b.values()), level, fa, fb)
 
 
 def _complete(by_seed: Mapping[int, float]) -> dict[int, float]:
@@ -127,10 +179,13 @@ def verdict_for(ci: DiffCI, lo: float, hi: float) -> str:
 
     holds: the CI lies inside the region; does not hold: the CI lies entirely outside it
     (wholly below ``lo`` or wholly above ``hi``); inconclusive: it straddles a bound, or there
-    is no CI (fewer than 2 seeds on a side).
+    is no CI (fewer than 2 seeds on a side); ``INCONCLUSIVE_N`` with fewer than
+    MIN_CLAIM_SEEDS seeds on a side, whatever the interval.
     """
     if not ci.has_ci:
         return "inconclusive"
+    if not ci.enough_seeds:
+        return INCONCLUSIVE_N
     if lo < ci.low and ci.high < hi:
         return "holds"
     if ci.high < lo or ci.low > hi:

@@ -15,17 +15,18 @@ import pandas as pd
 
 from ablations.report import comparable
 from ablations.report.load import Experiment, status_counts
-from ablations.report.power import POWER, resolution
+from ablations.report.noise import for_experiment, source_text
+from ablations.report.power import MAX_SEEDS, POWER, resolution
 from ablations.report.render import MISSING, Cell, Table, fmt, fmt_duration, fmt_pm
 from ablations.report.setting import model_notes
-from ablations.report.stats import diff_to_reference, summarise
+from ablations.report.stats import MIN_CLAIM_SEEDS, diff_to_reference, summarise
 from vil.poolings import POOLINGS
 from vil.traversals import TRAVERSALS
 
 REF_MARK = "†"
 FOOT_REF = f"{REF_MARK} reference variant: differences are measured against it."
 FOOT_MISSING = f"{MISSING} no complete run with this value (see Run status below)."
-FOOT_N = "n: complete seeds / seeds in the grid; mean ± sample std (ddof=1) over them."
+FOOT_N = "n: complete seeds / this variant's grid points; mean ± sample std (ddof=1) over them."
 
 
 def _first_finite(rows: pd.DataFrame, col: str) -> float:
@@ -68,7 +69,7 @@ def main_frame(exp: Experiment) -> pd.DataFrame:
             "top5_mean": t5.mean,
             "top5_std": t5.std,
             "n_complete": t1.n,
-            "n_grid": len(exp.seeds) or len(rows),
+            "n_grid": int(rows["seed"].nunique()),  # this variant's own grid points
             "train_time_s": summarise(done["train_time_s"]).mean,
             "img_per_s": summarise(done["img_per_s"]).mean,
             "peak_mem_mb": summarise(done["peak_mem_mb"]).mean,
@@ -95,15 +96,18 @@ def clear_best(exp: Experiment, metric: str = "top1") -> set[str]:
     there is no such variant, a single variant, or a pair that is not comparable."""
     have = [v for v in exp.variants if len(exp.complete(v, metric))]
     for a in have if len(have) > 1 else []:
-        mine = exp.by_seed(a, metric)
-        if all(
-            not comparable.pair_keys(exp, a, b)
-            and diff_to_reference(mine, exp.by_seed(b, metric)).low > 0  # NaN (no CI): False
-            for b in have
-            if b != a
-        ):
+        if all(_clearly_above(exp, a, b, metric) for b in have if b != a):
             return {a}
     return set()
+
+
+def _clearly_above(exp: Experiment, a: str, b: str, metric: str) -> bool:
+    """a's CI (evaluation-noise floor included) above b's, on >= MIN_CLAIM_SEEDS seeds each."""
+    if comparable.pair_keys(exp, a, b):
+        return False
+    noise = for_experiment(exp, a, b, metric)
+    ci = diff_to_reference(exp.by_seed(a, metric), exp.by_seed(b, metric), noise=noise)
+    return ci.enough_seeds and ci.low > 0  # NaN (no CI): False
 
 
 def _bold_mask(exp: Experiment, frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -112,11 +116,13 @@ def _bold_mask(exp: Experiment, frame: pd.DataFrame, metric: str) -> pd.Series:
 
 FOOT_BOLD = (
     "Bold: the row's 95% CI of the difference to every other row lies above 0 (paired "
-    "or Welch as in the difference table; all must hold, so no correction is needed)."
+    "or Welch as in the difference table, spread floored at the evaluation noise, "
+    f">= {MIN_CLAIM_SEEDS} complete seeds each; all must hold, so no correction is needed)."
 )
 FOOT_NO_BOLD = (
     "No bold: no row's 95% CI of the difference to every other row lies above 0 "
-    "(or some rows were not trained alike)."
+    f"(or some rows were not trained alike, or have fewer than {MIN_CLAIM_SEEDS} complete "
+    "seeds)."
 )
 
 
@@ -204,35 +210,45 @@ def diff_frame(exp: Experiment) -> pd.DataFrame:
         if variant == exp.reference:
             continue
         mine = exp.top1_by_seed(variant)
-        keys = comparable.pair_keys(exp, variant, exp.reference) if exp.reference else []
-        if keys:  # trained differently: no difference, no interval
-            out.append(_not_comparable(variant, exp.reference, len(mine), len(ref), keys))
+        check = comparable.pair_check(exp, variant, exp.reference) if exp.reference else None
+        if check and check.keys:  # trained differently: no difference, no interval
+            out.append(_not_comparable(variant, exp.reference, len(mine), len(ref), check))
             continue
-        ci, res = diff_to_reference(mine, ref), resolution(mine, ref)
+        noise = for_experiment(exp, variant, exp.reference) if exp.reference else None
+        ci, res = diff_to_reference(mine, ref, noise=noise), resolution(mine, ref, noise=noise)
         note = ci.note if ci.n_a and ci.n_b else "no complete run on one side"
         rec = {"variant": variant, "reference": exp.reference, "diff_top1": ci.diff}
         rec |= {"ci_low": ci.low, "ci_high": ci.high, "df": ci.df, "n": ci.n_a, "n_ref": ci.n_b}
         rec |= {"min_resolvable": res.min_difference, "seeds_for_margin": res.seeds_for_margin}
-        rec |= {"ci_half_width": res.half_width}
-        out.append(rec | {"method": ci.method, "note": "" if ci.has_ci else note})
+        rec |= {"ci_half_width": res.half_width, "floor_sd": ci.floor_sd}
+        rec |= {"floored": bool(ci.floored or res.floored)}
+        rec["floor_source"] = source_text(noise, sorted(set(mine) & set(ref)))
+        notes = [note] if not ci.has_ci else []
+        notes += ["spread at the evaluation-noise floor"] if rec["floored"] else []
+        notes += [check.note()] if check and check.declared else []
+        out.append(rec | {"method": ci.method, "note": "; ".join(notes)})
     return pd.DataFrame(out, columns=_DIFF_COLS)
 
 
-def _not_comparable(variant: str, ref: str, n: int, n_ref: int, keys: list[str]) -> dict:
+def _not_comparable(variant: str, ref: str, n: int, n_ref: int, check) -> dict:
     nan = math.nan
     rec = {"variant": variant, "reference": ref, "diff_top1": nan, "ci_low": nan, "ci_high": nan}
     rec |= {"df": nan, "n": n, "n_ref": n_ref, "min_resolvable": nan, "seeds_for_margin": None}
+    rec |= {"floor_sd": nan, "floored": False, "floor_source": ""}
     return rec | {"ci_half_width": nan, "method": comparable.NOT_COMPARABLE,
-                  "note": comparable.note(keys)}  # fmt: skip
+                  "note": check.note()}  # fmt: skip
 
 
 _DIFF_COLS = ["variant", "reference", "diff_top1", "ci_low", "ci_high", "df", "n", "n_ref"]
-_DIFF_COLS += ["min_resolvable", "seeds_for_margin", "ci_half_width", "method", "note"]
+_DIFF_COLS += ["min_resolvable", "seeds_for_margin", "ci_half_width", "floor_sd", "floored"]
+_DIFF_COLS += ["floor_source", "method", "note"]
 
 
-def _seeds_cell(value: object) -> str:
+def _seeds_cell(value: object, resolvable: float) -> str:
+    """Seeds for the paper's margin; ``> MAX_SEEDS`` where the spread is known but more
+    seeds than that would be needed, MISSING where there is no spread to go by."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return MISSING
+        return f"> {MAX_SEEDS}" if np.isfinite(resolvable) else MISSING
     return str(int(value))
 
 
@@ -243,7 +259,10 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
         diff = f"{r['diff_top1']:+.2f}" if np.isfinite(r["diff_top1"]) else MISSING
         rows.append([Cell(r["variant"]), Cell(diff), Cell(ci), Cell(fmt(r["df"], 1))])
         rows[-1] += [Cell(f"{r['n']}/{r['n_ref']}"), Cell(r["method"])]
-        rows[-1] += [Cell(fmt(r["min_resolvable"], 2)), Cell(_seeds_cell(r["seeds_for_margin"]))]
+        rows[-1] += [
+            Cell(fmt(r["min_resolvable"], 2)),
+            Cell(_seeds_cell(r["seeds_for_margin"], r["min_resolvable"])),
+        ]
         rows[-1] += [Cell(r["note"])]
     pct = f"{POWER:.0%}"
     headers = [f"Variant − {exp.reference}", "Δ top-1 (pp)", "95% CI", "df", "n/n_ref"]
@@ -257,8 +276,18 @@ def diff_table(exp: Experiment, frame: pd.DataFrame) -> Table:
         f"probability at their spread (noncentral t; the CI half-width, in table_diff.csv, is "
         f"resolved with only 50-70% power); Seeds for 0.6 pp: seeds that would resolve the "
         f"paper's smallest margin with {pct} power.",
-        "With one complete seed on a side the difference is shown without a CI; "
-        f"{comparable.NOT_COMPARABLE}: the two were trained differently (no interval).",
+        "Spread floor: the variance of a per-seed difference is never taken below the "
+        "evaluation noise of the two accuracies on the validation images (paired: from the "
+        "discordant counts, as in McNemar's test; welch: binomial per side; noise.py); the "
+        "larger of the seeds' variance and that floor enters the CI, the resolvable "
+        "difference, the seeds needed and bold (table_diff.csv: floor_sd, floored).",
+        f'Seeds for 0.6 pp: "> {MAX_SEEDS}": more than {MAX_SEEDS} seeds would be needed '
+        f"at this spread; {MISSING}: no spread yet (fewer than 2 complete seeds on a side) or "
+        "not comparable.",
+        "With one complete seed on a side the difference is shown without a CI; with fewer "
+        f"than {MIN_CLAIM_SEEDS} on a side the findings call no claim decided; "
+        f"{comparable.NOT_COMPARABLE}: the two were trained differently (no interval); "
+        f"{comparable.DECLARED}: they differ in a key the experiment declares (interval kept).",
     ]
     return Table(headers, rows, "lrrrrlrrl", caption, f"tab:{exp.name}-diff", notes)
 

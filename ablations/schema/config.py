@@ -261,8 +261,18 @@ NOT_SCIENCE = frozenset({
 HASHED_WHEN_CHANGED = {"data.cache": True}
 
 
+# The training recipe's version: bump it in any change that alters what a run with an
+# unchanged config trains (augmentation draws, data order, init, loss, schedule...). It enters
+# every fingerprint, so a sweep reports older finished runs as made with another config
+# ("recipe.version 1 -> 2") instead of reusing them, and the report never pairs two versions.
+# 1: the recipe until the num_workers=0 augmentation-draw change; 2: since then.
+RECIPE_VERSION = 2
+RECIPE_KEY = "recipe.version"
+
+
 def science(cfg: RunConfig) -> dict[str, Any]:
-    """The flat science part of ``cfg``: what a run's fingerprint hashes.
+    """The flat science part of ``cfg``: what a run's fingerprint hashes (``RECIPE_KEY``
+    included: the code's recipe version, not a config key).
 
     ``train.precision: auto`` is replaced by what it resolves to on this machine (bf16 on
     CUDA, fp32 elsewhere): the same config on another device is another experiment. A
@@ -274,6 +284,7 @@ def science(cfg: RunConfig) -> dict[str, Any]:
             del flat[key]
     flat["train.precision"] = resolve_precision(cfg.train.precision, cfg.train.device)
     flat.update(science_keys(flat))  # the hash of a user's file whose parts this run uses
+    flat[RECIPE_KEY] = RECIPE_VERSION
     return flat
 
 

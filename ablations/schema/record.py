@@ -8,6 +8,7 @@ needs (variant, seed, fingerprint, state). Nothing else declares these names.
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import hashlib
@@ -17,6 +18,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ablations.schema.files import atomic_write, read_json, write_json
 
@@ -110,6 +113,16 @@ class RunRecord:
     # Config keys the variant sets itself (its row's definition, match: solved keys); they
     # differ between rows by design. None: not recorded (older records).
     own_keys: list | None = field(default=None, metadata=NESTED)
+    # Own non-model keys the experiment declares as intended confounds (key -> reason,
+    # experiments.yaml ``confounds:``); the report names them beside the interval.
+    confounds: dict = field(default_factory=dict, metadata=NESTED)
+    # Which validation images the last evaluation got right (top-1), in the val set's order:
+    # ``encode_correct``. The report's evaluation-noise floor (discordant counts) reads it.
+    val_correct: dict = field(default_factory=dict, metadata=NESTED)
+    # The machine's load while the run trained (``loadavg_1m`` at start and end, ``cpus``,
+    # ``concurrent_trials``: other RUNNING records in the folder at start): throughput and
+    # train time are comparable only between runs under similar load.
+    load: dict = field(default_factory=dict, metadata=NESTED)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,6 +193,24 @@ def write_runs_csv(path: Path, records: list[RunRecord]) -> None:
         row = rec.to_dict()
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
     atomic_write(path, buf.getvalue())
+
+
+def encode_correct(correct: Any) -> dict[str, Any]:
+    """Per-image correctness (booleans) as ``{"n": N, "bits": base64 of np.packbits}``."""
+    arr = np.asarray(correct, dtype=bool).ravel()
+    return {"n": int(arr.size), "bits": base64.b64encode(np.packbits(arr).tobytes()).decode()}
+
+
+def decode_correct(value: Any) -> np.ndarray | None:
+    """The booleans of ``encode_correct`` (None when not recorded or malformed)."""
+    if not isinstance(value, dict) or "n" not in value or "bits" not in value:
+        return None
+    try:
+        raw = np.frombuffer(base64.b64decode(value["bits"]), dtype=np.uint8)
+        bits = np.unpackbits(raw)[: int(value["n"])].astype(bool)
+    except (ValueError, TypeError):
+        return None
+    return bits if bits.size == int(value["n"]) else None
 
 
 def fingerprint(science: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ from ablations.schema.record import RunRecord
 from ablations.train import checkpoint as ckpt
 from ablations.train.loaders import Loaders, make_loaders
 from ablations.train.optim import make_optimizer, make_scheduler
-from ablations.train.record import data_fields, start_record
+from ablations.train.record import data_fields, record_load, start_record
 from ablations.train.runtime import (
     Runtime,
     peak_memory_mb,
@@ -102,6 +102,7 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
     log = trial_logger(run_dir, run_dir.name, enabled=rt.is_main)
     rec = start_record(config, rt, record or RunRecord())
+    record_load(rec, run_dir, "start")
     trk = Fanout(config.train.trackers, run_dir, log, enabled=rt.is_main)  # rank 0 logs
     try:
         parts = _build(config, rt)
@@ -123,6 +124,7 @@ def train(
         raise
     finally:
         rec.finished_at = utc_now()
+        record_load(rec, run_dir, "end")
         rec.peak_mem_mb = peak_memory_mb(rt.device)
         try:
             if rt.is_main:
@@ -246,6 +248,7 @@ class _Context:
     # what the progress bar shows between reads: the last read's mean loss, epoch img/s
     # (None before the first read: a placeholder NaN would read as a diverged run)
     shown: dict[str, float | None] = field(default_factory=lambda: {"loss": None, "img_s": None})
+    val_correct: dict = field(default_factory=dict)  # the last evaluation's per-image top-1
 
 
 def _stop_requested(ctx: _Context) -> bool:
@@ -345,6 +348,7 @@ def _close_epoch(ctx: _Context, pos: ckpt.Position, evaluate_now: bool) -> dict[
     }  # fmt: skip
     if evaluate_now:
         row.update(evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt))
+        ctx.val_correct = row.pop("val_correct")  # the record's, not a metrics.csv column
     pos.wall_time_s = time.perf_counter() - ctx.t0
     return row
 
@@ -369,9 +373,11 @@ def _save(ctx: _Context, pos: ckpt.Position, force: bool) -> None:
 def _final_metrics(ctx: _Context, pos: ckpt.Position) -> dict[str, Any]:
     """The last evaluation (run again if the checkpoint was already past the end)."""
     last = pos.history[-1] if pos.history else {}
-    if last.get("val_top1") is None:
+    if last.get("val_top1") is None or not ctx.val_correct:  # resumed past the last eval
         last = {**last, **evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt)}
-    return {"top1": last["val_top1"], "top5": last["val_top5"], "val_loss": last["val_loss"]}
+        ctx.val_correct = last["val_correct"]
+    return {"top1": last["val_top1"], "top5": last["val_top5"], "val_loss": last["val_loss"],
+            "val_correct": ctx.val_correct}  # fmt: skip
 
 
 class _NullProgress:

@@ -3,13 +3,15 @@ runtime (device, precision, compile, world size) and what the data builder found
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import vil
 from ablations.schema import imports
 from ablations.schema.config import RunConfig, science, to_dict
 from ablations.schema.files import utc_now
-from ablations.schema.record import RunRecord, fingerprint
+from ablations.schema.record import RunRecord, fingerprint, read
 from ablations.train.optim import peak_lr
 from ablations.train.runtime import Runtime, device_name, git_revision, versions
 
@@ -53,3 +55,17 @@ def data_fields(rec: RunRecord, bundle: Any) -> None:
         "class_names": list(bundle.class_names),
         **{k: v for k, v in info.items() if k not in ("class_to_idx", "runtime_skipped")},
     }
+
+
+def record_load(rec: RunRecord, run_dir: Path, when: str) -> None:
+    """The machine's load at ``when`` ("start" / "end"): 1-minute load average, CPU count and
+    (at start) the other runs of this experiment folder that are RUNNING (their records)."""
+    try:
+        rec.load[f"loadavg_1m_{when}"] = round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform: the report says "not recorded"
+        pass
+    rec.load["cpus"] = os.cpu_count()
+    if when == "start":
+        others = [p for p in Path(run_dir).parent.glob("*") if p != Path(run_dir)]
+        running = [p for p in others if (r := read(p)) is not None and r.state == "RUNNING"]
+        rec.load["concurrent_trials"] = len(running)

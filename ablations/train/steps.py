@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 import vil
 from ablations.schema.config import RunConfig
+from ablations.schema.record import encode_correct
 from ablations.train.runtime import Runtime
 
 
@@ -119,11 +120,14 @@ def train_step(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy over the whole val set."""
+def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy over the whole val set, and
+    ``val_correct``: which images (in the val set's order) were right at top-1, as
+    ``record.encode_correct`` (gathered on the device, moved to the host once at the end)."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, top1, top5, n
+    right: list[torch.Tensor] = []
     for images, labels in loader:
         images, labels = images.to(rt.device), labels.to(rt.device)
         with autocast(rt):
@@ -131,16 +135,35 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime) -> dict[str, flo
         logits = logits.float()
         k = min(5, logits.size(-1))
         hit = logits.topk(k, dim=-1).indices.eq(labels.unsqueeze(1))
+        right.append(hit[:, 0])
         sums[0] += F.cross_entropy(logits, labels, reduction="sum").double()
         sums[1] += hit[:, :1].any(dim=1).sum()
         sums[2] += hit.any(dim=1).sum()
         sums[3] += labels.numel()
+    mine = torch.cat(right) if right else torch.zeros(0, dtype=torch.bool, device=rt.device)
     if rt.distributed:
         dist.all_reduce(sums)
+        mine = _gather_strided(mine, rt.world)
     model.train(was_training)
     n = max(float(sums[3]), 1.0)
     return {
         "val_loss": float(sums[0]) / n,
         "val_top1": 100.0 * float(sums[1]) / n,
         "val_top5": 100.0 * float(sums[2]) / n,
+        "val_correct": encode_correct(mine.cpu().numpy()),
     }
+
+
+def _gather_strided(mine: torch.Tensor, world: int) -> torch.Tensor:
+    """Every rank's correctness in the val set's order: rank r evaluated images r, r + W, ...
+    (the val loader's strided Subset), so image i is entry i // W of rank i % W."""
+    size = torch.tensor([mine.numel()], device=mine.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=mine.device)
+    padded[: mine.numel()] = mine.to(torch.uint8)
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    total = int(sum(s.item() for s in sizes))
+    return torch.stack(parts, dim=1).reshape(-1)[:total].bool()
