@@ -180,7 +180,13 @@ def write_runs_csv(path: Path, records: list[RunRecord]) -> None:
     atomic_write(path, buf.getvalue())
 
 
+# Keys that left the science part (config.BUDGET), hashed at the value every run without
+# them had: those runs keep their fingerprints; a run with a budget gets the unbudgeted one.
+RETIRED_SCIENCE = {"train.max_steps": None, "train.time_limit_s": None}
+
+
 def fingerprint(science: dict[str, Any]) -> str:
     """A short, stable hash of a config's science part (``config.science``)."""
+    science = {**science, **RETIRED_SCIENCE}
     text = json.dumps(science, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
