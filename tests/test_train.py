@@ -6,17 +6,19 @@ import csv
 import json
 import math
 import os
+from collections.abc import Callable
 
 import pytest
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.schema.record import decode_correct
-from ablations.train import Interrupted, PathError, TrialFailed, train
+from ablations.train import Interrupted, PathError, TrialFailed, loop, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+REAL_STEP = loop.train_step
 
 
 def _cfg(**train):
@@ -53,19 +55,26 @@ def _metrics(run_dir):
     return [{k: r[k] for k in keep} for r in csv.DictReader(open(run_dir / "metrics.csv"))]
 
 
-def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path):
+def _stop_after(steps: int, monkeypatch) -> Callable[[], bool]:
+    """A stop request raised once ``steps`` optimiser steps are done (counted in train_step)."""
+    done = {"n": 0}
+
+    def counted(*args, **kwargs):
+        done["n"] += 1
+        return REAL_STEP(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", counted)
+    return lambda: done["n"] >= steps
+
+
+def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     full = train(_cfg(), tmp_path / "full").to_dict()
-    calls = {"n": 0}
-
-    def stop_at_step_6() -> bool:  # polled once per step: stop before step 6 (epoch 2)
-        calls["n"] += 1
-        return calls["n"] > 6
-
     run = tmp_path / "cut"
-    with pytest.raises(Interrupted):
-        train(_cfg(), run, should_stop=stop_at_step_6)
+    with pytest.raises(Interrupted, match="interrupted at epoch 1, step 2"):
+        train(_cfg(), run, should_stop=_stop_after(6, monkeypatch))  # 4 steps an epoch
     stopped = json.loads((run / "result.json").read_text())
     assert stopped["state"] == "INTERRUPTED" and stopped["fail_reason"] == "interrupted"
+    assert stopped["steps_done"] == 6 and stopped["epochs_done"] == 1  # issue 34: not 0
     assert (run / "checkpoint.pt").exists() and not list(run.glob(".checkpoint.pt.*"))
     resumed = train(_cfg(), run).to_dict()
     assert resumed["resumed_from"] == {"epoch": 1, "step": 2, "global": 6}

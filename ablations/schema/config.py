@@ -247,9 +247,14 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# Keys that do not change what a run measures (where and how fast it runs, paths, logging).
-# They are left out of a run's fingerprint: changing them never invalidates a finished run.
-NOT_SCIENCE = frozenset({
+# The run's budget: where training may stop, not what it trains. A run the budget stopped
+# before its planned last step is TRUNCATED (never a result); one it did not stop is the
+# run without it. So the budget is not science, and a checkpoint resumes under a new one.
+BUDGET = frozenset({"train.max_steps", "train.time_limit_s"})
+# Keys that do not change what a run measures (where and how fast it runs, paths, logging,
+# its budget). They are left out of a run's fingerprint: changing them never invalidates a
+# finished run.
+NOT_SCIENCE = BUDGET | frozenset({
     "train.device", "train.compile", "train.ckpt_every", "train.eval_every",
     "train.log_every", "train.micro_batch", "train.prefetch", "train.trackers", "data.root",
     "data.cache_dir",

@@ -213,7 +213,13 @@ def decode_correct(value: Any) -> np.ndarray | None:
     return bits if bits.size == int(value["n"]) else None
 
 
+# Keys that left the science part (config.BUDGET), hashed at the value every run without
+# them had: those runs keep their fingerprints; a run with a budget gets the unbudgeted one.
+RETIRED_SCIENCE = {"train.max_steps": None, "train.time_limit_s": None}
+
+
 def fingerprint(science: dict[str, Any]) -> str:
     """A short, stable hash of a config's science part (``config.science``)."""
+    science = {**science, **RETIRED_SCIENCE}
     text = json.dumps(science, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -21,12 +21,8 @@ from ablations.train.runtime import rng_state
 
 FORMAT = 1
 # Settings that may change between the run and its resumption without invalidating it: what
-# does not change the science (config.NOT_SCIENCE), and the run's budget and test hooks.
-RESUMABLE_CHANGES = NOT_SCIENCE | {
-    "train.max_steps",
-    "train.time_limit_s",
-    "train.inject_nan_at_step",
-}
+# does not change the science (config.NOT_SCIENCE, the budget included), and the test hook.
+RESUMABLE_CHANGES = NOT_SCIENCE | {"train.inject_nan_at_step"}
 
 
 @dataclass

@@ -26,14 +26,18 @@ from ablations.train.steps import TrialFailed
 def sample_seed_base(seed: int, epoch: int) -> int:
     """First per-sample seed of an epoch (sample k of the epoch gets base + k)."""
     state = np.random.SeedSequence([seed, epoch, 0, 1]).generate_state(1, np.uint64)[0]
-    return int(state >> 2)  # leaves room for + k below 2**63
+    return int(state >> 2)  # leaves room for + position below 2**63
 
 
 class SeededSampler(Sampler):
-    """Wraps an index sampler; yields ``(index, seed)`` with seed = epoch base + position."""
+    """Wraps an index sampler; yields ``(index, seed)`` with seed = epoch base + the sample's
+    position in the epoch's global order. Under DDP rank r's k-th sample sits at position
+    r + k * world (DistributedSampler's interleaving): ranks never share a seed, so two
+    images are never augmented with the same draws."""
 
-    def __init__(self, inner: Sampler, seed: int) -> None:
+    def __init__(self, inner: Sampler, seed: int, rank: int = 0, world: int = 1) -> None:
         self.inner, self.seed, self.epoch = inner, seed, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,7 +50,7 @@ class SeededSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = sample_seed_base(self.seed, self.epoch)
         for k, index in enumerate(self.inner):
-            yield index, base + k
+            yield index, base + self.rank + k * self.world
 
 
 class SeededDataset(Dataset):
@@ -115,7 +119,8 @@ def make_loaders(train_set: Any, val_set: Any, cfg: RunConfig, rt: Runtime) -> L
         )
     else:
         sampler = RandomSampler(train_set, generator=gen)
-    sampler, train_set = SeededSampler(sampler, cfg.train.seed), SeededDataset(train_set)
+    sampler = SeededSampler(sampler, cfg.train.seed, rt.rank, rt.world)
+    train_set = SeededDataset(train_set)
     # The loader draws a worker base seed from its generator each time it starts an iterator
     # (not on a persistent worker's later epochs, and again in a resumed process): kept
     # apart from the order's generator, whose epoch order would otherwise depend on both.

@@ -209,30 +209,55 @@ def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk) -
         "params %d, flops/img %.4g, %d steps/epoch, device %s, %s, compile=%s",
         parts.params, parts.flops, parts.steps_per_epoch, rt.device, rt.precision, rt.compile,
     )  # fmt: skip
-    ctx = _Context(
-        config, run_dir, parts, on, should_stop, log, time.perf_counter() - pos.wall_time_s, trk
-    )
-    while pos.epoch < tc.epochs:
-        finished = _run_epoch(ctx, pos)
-        last = pos.epoch + 1 == tc.epochs or not finished
-        row = _close_epoch(ctx, pos, evaluate_now=last or (pos.epoch + 1) % tc.eval_every == 0)
-        pos.epoch, pos.step_in_epoch, pos.acc = pos.epoch + 1, 0, {}
-        pos.history.append(row)
-        on.epoch(row)
-        trk.log_epoch(row)
-        log.info("epoch %s", row)
-        _save(ctx, pos, force=last or pos.epoch % tc.ckpt_every == 0)
-        if not finished:
-            break
-    final = _final_metrics(ctx, pos)
+    t0 = time.perf_counter() - pos.wall_time_s
+    ctx = _Context(config, run_dir, parts, on, should_stop, log, t0, trk, rec)
+    budget_stop = False
+    while pos.epoch < tc.epochs and not budget_stop:
+        budget_stop = not _run_epoch(ctx, pos)
+        if not budget_stop:
+            last = pos.epoch + 1 == tc.epochs
+            _end_epoch(ctx, pos, last or (pos.epoch + 1) % tc.eval_every == 0)
+            _save(ctx, pos, force=last or pos.epoch % tc.ckpt_every == 0)
+    final = _stop_at_budget(ctx, pos) if budget_stop else _final_metrics(ctx, pos)
     return {
         **final,
         "train_time_s": pos.wall_time_s,
         "img_per_s": pos.images / max(pos.train_time_s, 1e-9),
         "train_step_time_s": pos.train_time_s,
-        "epochs_done": pos.global_step // parts.steps_per_epoch,  # whole epochs only
-        "steps_done": pos.global_step,
+        **progress_of(pos, parts.steps_per_epoch),
     }
+
+
+def progress_of(pos: ckpt.Position, steps_per_epoch: int) -> dict[str, int]:
+    """The record's progress fields: optimiser steps done, and whole epochs among them."""
+    return {"steps_done": pos.global_step, "epochs_done": pos.global_step // steps_per_epoch}
+
+
+def _end_epoch(ctx: _Context, pos: ckpt.Position, evaluate_now: bool) -> None:
+    """Close a finished epoch: its metrics row (evaluated when due) joins the history."""
+    row = _close_epoch(ctx, pos, evaluate_now)
+    pos.epoch, pos.step_in_epoch, pos.acc = pos.epoch + 1, 0, {}
+    pos.history.append(row)
+    ctx.progress.epoch(row)
+    ctx.trackers.log_epoch(row)
+    ctx.log.info("epoch %s", row)
+
+
+def _stop_at_budget(ctx: _Context, pos: ckpt.Position) -> dict[str, Any]:
+    """train.max_steps / time_limit_s reached: checkpoint the exact position (a larger budget
+    resumes from it: the budget is not science), evaluate, return the final metrics. A cut
+    epoch's row (evaluated at the cut) goes to metrics.csv, not into the checkpoint's history
+    of complete epochs."""
+    _save(ctx, pos, force=True)
+    if pos.step_in_epoch == 0:  # stopped at an epoch boundary: that epoch's row is the last
+        return _final_metrics(ctx, pos)
+    row = _close_epoch(ctx, pos, evaluate_now=True)
+    if ctx.parts.rt.is_main:
+        write_metrics(ctx.run_dir / "metrics.csv", [*pos.history, row])
+    ctx.progress.epoch(row)
+    ctx.trackers.log_epoch(row)
+    ctx.log.info("epoch (cut by the budget) %s", row)
+    return {"top1": row["val_top1"], "top5": row["val_top5"], "val_loss": row["val_loss"]}
 
 
 @dataclass
@@ -245,6 +270,7 @@ class _Context:
     log: Any
     t0: float  # perf_counter origin such that now - t0 = total wall time incl. earlier runs
     trackers: Fanout  # train.trackers: fed only values already on the host
+    rec: RunRecord  # its progress fields follow the run (an interrupted record says them)
     # what the progress bar shows between reads: the last read's mean loss, epoch img/s
     # (None before the first read: a placeholder NaN would read as a diverged run)
     shown: dict[str, float | None] = field(default_factory=lambda: {"loss": None, "img_s": None})
@@ -281,15 +307,19 @@ def _flush(ctx: _Context, pos: ckpt.Position, tally: Tally) -> list[bool]:
         raise TrialFailed(f"non-finite loss ({r.bad_value}) at step {r.bad_step}")
     acc = pos.acc
     acc.update(loss_sum=acc["loss_sum"] + r.loss_sum, steps=acc["steps"] + r.steps)
+    ctx.rec.update(progress_of(pos, ctx.parts.steps_per_epoch))  # a failed run's, too
     if r.steps:
         ctx.shown["loss"] = r.loss_sum / r.steps
     return r.flags or [False, False]
 
 
-def _interrupt(ctx: _Context, pos: ckpt.Position, tally: Tally, step: int) -> None:
-    if tally.steps:
+def _interrupt(ctx: _Context, pos: ckpt.Position, tally: Tally | None, step: int) -> None:
+    """Checkpoint the exact position (mid-epoch, or an epoch's end before its evaluation),
+    note the progress in the record, raise Interrupted."""
+    if tally is not None and tally.steps:
         _flush(ctx, pos, tally)
     _save(ctx, pos, force=True)
+    ctx.rec.update(progress_of(pos, ctx.parts.steps_per_epoch))
     raise Interrupted(f"interrupted at epoch {pos.epoch}, step {step}")
 
 
@@ -300,6 +330,8 @@ def _run_epoch(ctx: _Context, pos: ckpt.Position) -> bool:
     A single process polls ``should_stop`` every step (host-only); DDP ranks at the reads.
     """
     parts, tc = ctx.parts, ctx.config.train
+    if pos.step_in_epoch >= parts.steps_per_epoch:
+        return True  # stopped after the last step, before the epoch's evaluation
     parts.loaders.set_epoch(tc.seed, pos.epoch)
     batches = iter(parts.loaders.train)
     acc = pos.acc = pos.acc or {"loss_sum": 0.0, "steps": 0, "time": 0.0, "images": 0}
@@ -334,6 +366,8 @@ def _run_epoch(ctx: _Context, pos: ckpt.Position) -> bool:
             _interrupt(ctx, pos, tally, i + 1)
         if out_of_time:
             return False
+    if not parts.rt.distributed and _stop_requested(ctx):  # DDP: agreed at the last read
+        _interrupt(ctx, pos, tally, parts.steps_per_epoch)  # no evaluation pass first
     return True
 
 
@@ -347,10 +381,25 @@ def _close_epoch(ctx: _Context, pos: ckpt.Position, evaluate_now: bool) -> dict[
         "epoch_time_s": acc["time"], "img_per_s": acc["images"] / max(acc["time"], 1e-9),
     }  # fmt: skip
     if evaluate_now:
-        row.update(evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt))
+        row.update(_evaluate(ctx, pos))
         ctx.val_correct = row.pop("val_correct")  # the record's, not a metrics.csv column
     pos.wall_time_s = time.perf_counter() - ctx.t0
     return row
+
+
+def _evaluate(ctx: _Context, pos: ckpt.Position) -> dict[str, Any]:
+    """The validation pass. A single process stops it at a stop request (between batches):
+    checkpointed at ``pos`` (training of the epoch done), the resumed run evaluates. DDP
+    ranks finish it (they agree on a stop only at the reads of training)."""
+    p = ctx.parts
+
+    def until_stop(loader: Any) -> Any:
+        for batch in loader:
+            if not p.rt.distributed and _stop_requested(ctx):
+                _interrupt(ctx, pos, None, pos.step_in_epoch)
+            yield batch
+
+    return evaluate(p.model, until_stop(p.loaders.val), p.rt)
 
 
 def _save(ctx: _Context, pos: ckpt.Position, force: bool) -> None:
@@ -374,7 +423,7 @@ def _final_metrics(ctx: _Context, pos: ckpt.Position) -> dict[str, Any]:
     """The last evaluation (run again if the checkpoint was already past the end)."""
     last = pos.history[-1] if pos.history else {}
     if last.get("val_top1") is None or not ctx.val_correct:  # resumed past the last eval
-        last = {**last, **evaluate(ctx.parts.model, ctx.parts.loaders.val, ctx.parts.rt)}
+        last = {**last, **_evaluate(ctx, pos)}
         ctx.val_correct = last["val_correct"]
     return {"top1": last["val_top1"], "top5": last["val_top5"], "val_loss": last["val_loss"],
             "val_correct": ctx.val_correct}  # fmt: skip
