@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ablations.schema.config import RunConfig, science
-from ablations.schema.datasets import known_classes, known_train_images
+from ablations.schema.datasets import KINDS, known_classes, known_train_images
 from ablations.schema.same_model import same_model_notes
 from ablations.train.measure import REPEATS, load_warning, measure_models, peer_flags
 from ablations.train.record import model_shape
@@ -17,14 +17,18 @@ from ablations.train.runtime import resolve_runtime
 from ablations.train.steps import model_cost
 from ablations.train.timing import load_now
 
+FILES_HOW = ("files listed in data.root, decoded at run time (one that cannot be decoded is "
+             "skipped or replaced then)")  # fmt: skip
+
 
 def train_images(cfg: RunConfig, summary: Any = None) -> tuple[int | None, str]:
     """Training images per epoch (and how the number was obtained); with ``split: tune``
     less the held-out share (per class, as ablations/data/split.py; here over the total),
     unless ``describe`` counted them (its counts are the split's already)."""
-    if summary is not None:
-        n, how = summary.train_images, "counted in data.root" if cfg.data.root else "exact"
-        return n, how  # the data checks applied the split already
+    if summary is not None:  # the data checks applied the split already
+        if KINDS[cfg.data.dataset].family == "files":  # listed, not opened: say so
+            return summary.train_images, f"{summary.train_images} {FILES_HOW}"
+        return summary.train_images, "counted in data.root" if cfg.data.root else "exact"
     n, how = known_train_images(cfg.data)
     if n is None or cfg.data.split != "tune":
         return n, how
