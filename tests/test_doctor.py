@@ -64,7 +64,7 @@ def test_measure_throughput_reports_speed_memory_and_a_fitting_micro_batch(micro
     cfg = cat.experiment("table2").config_for(cat.protocol("smoke"), "alternating", 0)
     cfg = apply(cfg, {"data": {"img_size": 16}, "train": {"batch_size": 16, "micro_batch": micro}},
                 "t")  # fmt: skip
-    m = measure_throughput(cfg, steps=1)
+    m = measure_throughput(cfg, repeats=1)
     assert m["img_per_s"] > 0 and m["peak_mem_mb"] > 0
     assert m["per_rank_batch"] == 16 and m["micro_batch"] == (micro or 16)
     assert 16 % m["suggested_micro_batch"] == 0

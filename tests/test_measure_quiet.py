@@ -45,10 +45,11 @@ def test_busy_cpu_check_compares_load_with_cores(monkeypatch):
 
 
 def test_dry_run_measure_warns_on_a_busy_machine(monkeypatch, capsys):
-    import ablations.train.measure as m
+    from ablations.sweep import plan
 
-    fake = {"img_per_s": 100.0, "device": "cpu", "suggested_micro_batch": 32}
-    monkeypatch.setattr(m, "measure_throughput", lambda cfg, steps, classes=None: fake)
+    fake = {"img_per_s": 100.0, "img_per_s_min": 99.0, "img_per_s_max": 101.0, "device": "cpu",
+            "suggested_micro_batch": 32, "warmup_steps": 2}  # fmt: skip
+    monkeypatch.setattr(plan, "measure_models", lambda models, repeats: [dict(fake)])
     args = ["sweep", "table2", "--protocol", "smoke", "--dry-run", "--measure", "--device",
             "cpu", "--variants", "uni"]  # fmt: skip
     _load(monkeypatch, 5.5)

@@ -150,6 +150,11 @@ def _name(entry: os.DirEntry) -> str:
     return entry.name
 
 
+def class_folders(n: int) -> str:
+    """'1 class folder', '3 class folders' (for messages)."""
+    return f"{n} class folder{'' if n == 1 else 's'}"
+
+
 def require_dirs(layout: str, *folders: Path) -> None:
     """Raise one line naming the first missing folder and the expected ``layout``."""
     for d in folders:
@@ -164,7 +169,7 @@ def scan(cfg) -> FileScan:
     require_dirs(f"{root}/train/<class>/ and val/<class>/", root, train, val)
     classes = subdirs(train)
     if len(classes) < 2:
-        raise DataConfigError(f"{train}: {len(classes)} class folders (expected at least 2)")
+        raise DataConfigError(f"{train}: {class_folders(len(classes))} (expected at least 2)")
     unknown = sorted(set(subdirs(val)) - set(classes))
     if unknown:
         raise DataConfigError(

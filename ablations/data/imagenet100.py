@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ablations.schema.data_config import CLASS_LISTS, DataConfigError
 
-from .imagefolder import FileScan, scan_class_folders, scan_flat_folder, subdirs
+from .imagefolder import FileScan, class_folders, scan_class_folders, scan_flat_folder, subdirs
 
 WNID = re.compile(r"^n\d{8}$")
 KAGGLE_CSV = "LOC_val_solution.csv"
@@ -77,7 +77,7 @@ def _missing_classes_message(train: Path, name: str, wnids: list[str]) -> str:
     msg = (
         f"{train / missing[0]}: class folder missing ({len(missing)} of the {len(wnids)} "
         f"classes of list {name!r} absent, e.g. {', '.join(missing[:3])}; {train} has "
-        f"{len(present)} class folders)"
+        f"{class_folders(len(present))})"
     )
     for other in CLASS_LISTS:
         if other != name and set(load_class_list(other)[1]) <= present:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from ablations.schema.data_config import DataConfigError
 
-from .imagefolder import FileScan, require_dirs, scan_class_folders, scan_flat_folder, subdirs
+from .imagefolder import (
+    FileScan,
+    class_folders,
+    require_dirs,
+    scan_class_folders,
+    scan_flat_folder,
+    subdirs,
+)
 
 ANNOTATIONS = "val_annotations.txt"
 
@@ -41,7 +48,7 @@ def read_annotations(path: Path, classes: list[str]) -> dict[str, str]:
 def _classes(root: Path, train: Path) -> list[str]:
     classes = subdirs(train)
     if len(classes) < 2:
-        raise DataConfigError(f"{train}: {len(classes)} class folders (expected 200 <wnid>/)")
+        raise DataConfigError(f"{train}: {class_folders(len(classes))} (expected 200 <wnid>/)")
     listed = root / "wnids.txt"
     if listed.is_file():
         wnids = sorted(w for w in listed.read_text().split() if w)

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from ablations.schema.errors import ConfigError
+
 METRIC_COLUMNS = (
     "epoch", "step", "lr", "train_loss", "val_loss", "val_top1", "val_top5",
     "epoch_time_s", "img_per_s",
@@ -43,6 +45,24 @@ def naming_path(path: Path, action: str = "write") -> Iterator[None]:
     except OSError as e:
         reason = e.strerror or e.__class__.__name__
         raise PathError(f"cannot {action} {path}: {reason}") from e
+
+
+def check_folder_creatable(path: Path, what: str) -> None:
+    """``ConfigError`` (one line, exit 2) when folder ``path`` could not be made or written:
+    its nearest existing ancestor (or itself) is a file, or is not writable. Nothing is
+    created, so a check that runs before the work leaves nothing behind. ``what``: the
+    option or setting that named it, e.g. "--results results"."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "it is a file" if probe == path else f"{probe} is a file, not a folder"
+        raise ConfigError(f"{what}: {path}: cannot create this folder: {where}; "
+                          "pass a folder you can write")  # fmt: skip
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: {path}: cannot create this folder: {probe} is not "
+                          "writable; pass a folder you can write")  # fmt: skip
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from ablations.data import DataConfigError, describe
 from ablations.schema.config import ConfigError
 from ablations.schema.device import check_device
+from ablations.schema.files import check_folder_creatable
 from ablations.study.storage import check_storage
 from ablations.sweep.spec import Sweep
 from ablations.train import trackers
@@ -54,7 +55,9 @@ def check_devices(sweep: Sweep) -> None:
 
 
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
-    """Device, data, trackers and storage: the checks a sweep and its dry run share."""
+    """Results folder, device, data, trackers and storage: the checks a sweep and its dry run
+    share (the folder first: a results folder that cannot be made fails before any scan)."""
+    check_folder_creatable(sweep.exp_dir, f"--results {sweep.opts.results}")
     check_devices(sweep)
     check_trackers(sweep)
     classes = check_data(sweep) if data else {}

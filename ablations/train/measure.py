@@ -2,16 +2,18 @@
 largest micro-batch that fits this device (for ``sweep --dry-run --measure`` and the doctor).
 
 The step is ``steps.train_step`` itself (mixing, autocast, compile, accumulation, clipping,
-AdamW, schedule), on random images of the configured size: no dataset is needed. Timing and
-memory come from ``timing.measure`` (median of the timed calls; CUDA peak
-allocation, CPU peak of live tensors).
+AdamW, schedule), on random images of the configured size: no dataset is needed. Several
+models are timed interleaved after the same warm-up (``timing.interleaved``: median, min and
+max of the repeats); memory comes from ``timing.measure`` (CUDA peak allocation, CPU peak of
+live tensors).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
+import statistics
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,9 +26,12 @@ from ablations.schema.datasets import known_classes
 from ablations.train.optim import make_optimizer, make_scheduler
 from ablations.train.runtime import resolve_runtime, seed_all
 from ablations.train.steps import build_model, train_step
-from ablations.train.timing import cpu_busy, measure, sync
+from ablations.train.timing import cpu_busy, interleaved, measure
 
 MEMORY_SHARE = 0.85  # of the device's memory a suggested micro-batch may plan to use
+WARMUP = 2  # untimed rounds of one step per model before any is timed (compile, caches)
+PEER_RATIO = 1.1  # equal-FLOP models' speeds may differ this much before one is flagged
+REPEATS = 5  # timed rounds of one step per model: their median, min and max are reported
 
 
 def num_classes_of(cfg: RunConfig) -> int:
@@ -78,22 +83,20 @@ def device_memory_mib(device: torch.device) -> float:
     return math.nan
 
 
-def _timed(cfg: RunConfig, micro: int, steps: int, classes: int | None) -> dict[str, Any]:
-    """First-step (compile) time, median step time and peak memory at one micro-batch."""
+def _model(cfg: RunConfig, micro: int, classes: int | None) -> tuple[SimpleNamespace, Callable]:
+    """The parts of ``cfg``'s step at one micro-batch and a callable doing one step."""
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=micro))
     parts = step_parts(cfg, classes=classes)
     images, labels = fixed_batch(cfg, per_rank_batch(cfg.train), parts.rt.device, classes)
+    return parts, lambda: train_step(parts, images, labels, cfg, 0)
 
-    def step() -> torch.Tensor:
-        return train_step(parts, images, labels, cfg, 0)
 
-    t = time.perf_counter()
-    step()
-    sync(parts.rt.device)
-    first_s = time.perf_counter() - t
-    timing = measure(step, parts.rt.device, warmup=0, repeats=steps)
-    return {"first_step_s": first_s, "median_s": timing.median_s, "peak_mib": timing.peak_mib,
-            "memory_method": timing.memory_method, "rt": parts.rt}  # fmt: skip
+def _peak(cfg: RunConfig, micro: int, classes: int | None, step: Callable | None = None) -> Any:
+    """Peak memory of one (already warm, when ``step`` is given) step at ``micro``."""
+    if step is None:
+        _, step = _model(cfg, micro, classes)
+        step()  # the first step builds caches the training steps do not repeat
+    return measure(step, resolve_runtime(cfg.train).device, warmup=0, repeats=1)
 
 
 def load_warning(cfg: RunConfig) -> str | None:
@@ -115,30 +118,90 @@ def suggest_micro_batch(batch: int, points: list[tuple[int, float]], budget_mib:
     return max(fits) if fits else 1
 
 
-def measure_throughput(
-    cfg: RunConfig, steps: int = 3, classes: int | None = None
-) -> dict[str, Any]:
-    """Train images/s and peak memory of ``cfg``'s step here, and a micro-batch that fits
-    (``classes``: the head's, e.g. counted in the data; default ``num_classes_of``).
+def measure_models(
+    models: Sequence[tuple[RunConfig, int | None]], repeats: int = REPEATS, warmup: int = WARMUP
+) -> list[dict[str, Any]]:
+    """Train images/s, peak memory and a micro-batch that fits, of each ``(cfg, classes)``
+    here (``classes``: the head's, e.g. counted in the data; None: ``num_classes_of``).
 
-    Peak memory is measured at the configured micro-batch and at a quarter of it, and the
-    line through both is extrapolated to the device's memory (MEMORY_SHARE of it).
+    All models are built first; ``warmup`` untimed rounds of one step each, then ``repeats``
+    timed rounds, interleaved (``timing.interleaved``): the same steps are excluded for each
+    and no model is charged the process's start-up or a load change alone. The headline is
+    the median of the repeats, their min and max the spread. Peak memory is measured after
+    the timing at the configured micro-batch and at a quarter of it, and the line through
+    both is extrapolated to the device's memory (MEMORY_SHARE of it).
     """
+    built = []
+    for cfg, classes in models:
+        micro = cfg.train.micro_batch or per_rank_batch(cfg.train)
+        built.append((cfg, classes, micro, *_model(cfg, micro, classes)))
+    device = built[0][3].rt.device if built else torch.device("cpu")
+    first, times = interleaved([b[4] for b in built], device, warmup, repeats)
+    out = []
+    for (cfg, classes, micro, _, step), first_s, t in zip(built, first, times, strict=True):
+        m = _summary(cfg, classes, micro, _peak(cfg, micro, classes, step), first_s, t)
+        out.append({**m, "warmup_steps": warmup})
+    return out
+
+
+def _summary(cfg: RunConfig, classes: int | None, micro: int, main: Any, first_s: float,
+             times: list[float]) -> dict[str, Any]:  # fmt: skip
+    """One model's figures: speed over the repeats, memory, and a micro-batch that fits."""
     batch = per_rank_batch(cfg.train)
-    micro = cfg.train.micro_batch or batch
+    device = resolve_runtime(cfg.train).device
     small = max(d for d in range(1, max(micro // 4, 1) + 1) if batch % d == 0)
-    main = _timed(cfg, micro, steps, classes)
-    probe = _timed(cfg, small, 1, classes) if small != micro else main
-    budget = MEMORY_SHARE * device_memory_mib(main["rt"].device)
-    points = [(small, probe["peak_mib"]), (micro, main["peak_mib"])]
+    probe = _peak(cfg, small, classes) if small != micro else main
+    budget = MEMORY_SHARE * device_memory_mib(device)
+    points = [(small, probe.peak_mib), (micro, main.peak_mib)]
+    speeds = [batch / s for s in times]
     return {
-        "img_per_s": batch / main["median_s"],
-        "peak_mem_mb": main["peak_mib"],
-        "first_step_s": main["first_step_s"],
+        "img_per_s": batch / statistics.median(times),
+        "img_per_s_min": min(speeds), "img_per_s_max": max(speeds),
+        "img_per_s_repeats": speeds,
+        "peak_mem_mb": main.peak_mib, "first_step_s": first_s,
         "suggested_micro_batch": suggest_micro_batch(batch, points, budget),
-        "memory_budget_mb": budget,
-        "memory_method": main["memory_method"],
-        "device": str(main["rt"].device),
-        "per_rank_batch": batch,
-        "micro_batch": micro,
-    }
+        "memory_budget_mb": budget, "memory_method": main.memory_method,
+        "device": str(device), "per_rank_batch": batch, "micro_batch": micro,
+    }  # fmt: skip
+
+
+def measure_throughput(
+    cfg: RunConfig, repeats: int = REPEATS, classes: int | None = None
+) -> dict[str, Any]:
+    """``measure_models`` of one config."""
+    return measure_models([(cfg, classes)], repeats)[0]
+
+
+def peer_flags(models: Sequence[dict[str, Any]]) -> list[str | None]:
+    """Per measured model (``name``, ``flops``, ``img_per_s`` and its ``_min``/``_max``;
+    ``peer_key``: what else must match, e.g. batch and image size): why its figure is
+    suspect, or None.
+
+    Models of equal FLOPs per image ("FLOP-peers") should train at about the same speed. One
+    whose repeats' range does not overlap a peer's, and whose median differs from it by more
+    than PEER_RATIO, differs by more than the spread: extra work in its implementation, or a
+    skewed measurement (smaller gaps are common: flips, the optimizer over more parameters).
+    """
+    out = []
+    for m in models:
+        apart = [p for p in models if p is not m and p["flops"] == m["flops"]
+                 and p.get("peer_key") == m.get("peer_key") and _apart(m, p)]  # fmt: skip
+        out.append(_flag(m, apart) if apart else None)
+    return out
+
+
+def _apart(m: dict[str, Any], p: dict[str, Any]) -> bool:
+    disjoint = p["img_per_s_max"] < m["img_per_s_min"] or p["img_per_s_min"] > m["img_per_s_max"]
+    ratio = max(m["img_per_s"], p["img_per_s"]) / max(min(m["img_per_s"], p["img_per_s"]), 1e-9)
+    return disjoint and ratio > PEER_RATIO
+
+
+def _flag(m: dict[str, Any], apart: list[dict[str, Any]]) -> str:
+    others = ", ".join(f"{p['name']} {_range(p)}" for p in apart)
+    return (f"{m['name']} {_range(m)} img/s vs {others} at equal FLOPs/img: apart by more "
+            "than the repeats' spread (extra work in its implementation, or the load "
+            "changed; re-measure on a quiet machine before reading it as cost)")  # fmt: skip
+
+
+def _range(m: dict[str, Any]) -> str:
+    return f"{m['img_per_s']:.0f} ({m['img_per_s_min']:.0f}-{m['img_per_s_max']:.0f})"

@@ -198,6 +198,41 @@ def measure(
         return Timing(times, mem.peak_mib, mem.method, mem.peak_mib, cpu)
 
 
+def interleaved(
+    fns: Sequence[Callable[[], object]], device: torch.device, warmup: int = 2, repeats: int = 5
+) -> tuple[list[float], list[list[float]]]:
+    """Time several callables fairly: ``warmup`` untimed rounds, then ``repeats`` timed rounds;
+    each round calls every callable once, starting one further along each round (so no
+    callable is always first after another's). Returns the first call's seconds of each
+    (compile, caches) and each one's timed seconds per round.
+
+    Why: the first steps of a process (allocator, thread pools, kernel caches) are slow, and
+    load changes over time; timing one model after another charges both to whichever runs
+    first, and interleaving shares them out.
+    """
+    n = len(fns)
+    first, times = [0.0] * n, [[] for _ in range(n)]
+    for r in range(warmup + repeats):
+        for k in range(n):
+            i = (r + k) % n
+            start = time.perf_counter()
+            fns[i]()
+            sync(device)
+            elapsed = time.perf_counter() - start
+            if r == 0:
+                first[i] = elapsed
+            if r >= warmup:
+                times[i].append(elapsed)
+    return first, times
+
+
+def load_now(device: torch.device) -> dict[str, Any]:
+    """The machine's load as timings should state it: 1-minute load average, cores, threads."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"load_1m": load, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "device": str(device)}  # fmt: skip
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
     try:
