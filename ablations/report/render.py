@@ -38,7 +38,8 @@ class Cell:
 
 @dataclass
 class Table:
-    """Headers, rows of cells, column alignment ('l' or 'r'), caption and footnotes."""
+    """Headers, rows of cells, column alignment ('l' or 'r'), caption and footnotes;
+    ``row_links``: per row, the HTML anchor of its run record ("" for none; HTML only)."""
 
     headers: list[str]
     rows: list[list[Cell]]
@@ -46,6 +47,7 @@ class Table:
     caption: str = ""
     label: str = ""
     footnotes: list[str] = field(default_factory=list)
+    row_links: list[str] = field(default_factory=list)
 
 
 def fmt(value: float, digits: int = 2) -> str:
