@@ -1,4 +1,5 @@
-"""Assemble ``report.md`` (header, tables, findings, figures, run status) and ``index.md``."""
+"""Assemble ``report.md`` and ``report.html`` (header, tables, findings, figures, run status)
+and ``index.md`` / ``index.html``."""
 
 from __future__ import annotations
 
@@ -18,11 +19,18 @@ from ablations.report.blocks import (
     page_markdown,
     run_anchor,
 )
-from ablations.report.findings import AXIS_FINDINGS, findings, findings_markdown, findings_rows
+from ablations.report.findings import (
+    AXIS_FINDINGS,
+    MARGIN,
+    findings,
+    findings_markdown,
+    findings_rows,
+)
+from ablations.report.html import run_records, write_index_page, write_page
 from ablations.report.influence_table import influence_section
 from ablations.report.load import Experiment, failures, load_experiment
-from ablations.report.plots import all_plots
-from ablations.report.render import MISSING, Cell, Table, write_table
+from ablations.report.plots import all_plots, plot_forest
+from ablations.report.render import MISSING, Cell, Table, to_markdown, write_table
 from ablations.report.tables import diff_frame, diff_table, main_frame, main_table, status_table
 from ablations.report.traversal_figure import draw_paths
 from ablations.report.tuning import tuning_section
@@ -158,16 +166,19 @@ def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
     figs = all_plots(exp, main, exp_dir / FIG_DIR)
     paths = _paths_figure(exp, exp_dir / FIG_DIR)
     paths = {"traversal_paths": paths} if paths else {}
+    forest = {"forest": plot_forest(exp, diffs, MARGIN, exp_dir / FIG_DIR / "forest")}
 
-    blocks = report_blocks(exp, tables, found, figs | paths, exp_dir)
+    blocks = report_blocks(exp, tables, found, forest | figs | paths, exp_dir)
     page = exp_dir / "report.md"
     page.write_text(page_markdown(blocks))
+    write_page(blocks, exp_dir / "report.html", run_records(exp))
     return page
 
 
 _TITLES = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
 _TITLES |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
 _TITLES |= {"traversal_paths": "Traversal paths"}
+_TITLES["forest"] = "Difference to the reference (95% CI, the paper's margin shaded)"
 
 
 def report_blocks(exp: Experiment, tables: dict, found: list, figs: dict, exp_dir: Path):
@@ -196,36 +207,41 @@ def report_blocks(exp: Experiment, tables: dict, found: list, figs: dict, exp_di
     return blocks
 
 
-def _index_row(results_dir: Path, meta_path: Path) -> str:
+_INDEX_HEAD = ["Folder", "Experiment", "Protocol", "Axis", "Variants", "Seeds", "Complete"]
+_INDEX_HEAD += ["States", "Report"]
+
+
+def _index_row(results_dir: Path, meta_path: Path) -> list[Cell]:
     folder = meta_path.parent
     rel = folder.relative_to(results_dir).as_posix()
     try:
         exp = load_experiment(folder)
     except (ValueError, OSError) as err:  # a broken folder is listed, not hidden
-        return f"| [{rel}]({rel}/) | unreadable: {err} | | | | | | |"
+        return [Cell(rel, href=f"{rel}/"), Cell(f"unreadable: {err}")] + [Cell("")] * 7
     states = exp.runs["state"]
     done = f"{int((states == 'COMPLETE').sum())}/{len(states)}"
-    report = f"[report]({rel}/report.md)" if (folder / "report.md").exists() else "not built"
-    cells = [f"[{rel}]({rel}/)", exp.name, _kv(exp.meta.get("protocol")), exp.axis]
-    cells += [str(len(exp.variants)), str(len(exp.seeds)), done, report]
-    return "| " + " | ".join(cells) + " |"
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in states.value_counts().items())
+    built = (folder / "report.md").exists()
+    report = Cell("report", href=f"{rel}/report.md") if built else Cell("not built")
+    cells = [Cell(rel, href=f"{rel}/"), Cell(exp.name), Cell(_kv(exp.meta.get("protocol")))]
+    cells += [Cell(exp.axis), Cell(str(len(exp.variants))), Cell(str(len(exp.seeds)))]
+    return cells + [Cell(done), Cell(counts), report]
 
 
 def write_index(results_dir: Path) -> Path:
-    """Write ``results_dir/index.md`` linking every folder that holds an experiment.json."""
+    """Write ``results_dir/index.md`` and ``index.html`` linking every folder that holds an
+    experiment.json, with its state counts."""
     results_dir = Path(results_dir)
     metas = sorted(
         p
         for pattern in ("*/experiment.json", "*/*/experiment.json")
         for p in results_dir.glob(pattern)
     )
-    lines = ["# Experiments\n", "| Folder | Experiment | Protocol | Axis | Variants | Seeds "]
-    lines[-1] += "| Complete | Report |"
-    lines.append("| :--- | :--- | :--- | :--- | ---: | ---: | ---: | :--- |")
-    lines += [_index_row(results_dir, p) for p in metas]
-    if not metas:
-        lines.append("| (none yet) | | | | | | | |")
+    rows = [_index_row(results_dir, p) for p in metas]
+    rows = rows or [[Cell("(none yet)")] + [Cell("")] * (len(_INDEX_HEAD) - 1)]
+    table = Table(_INDEX_HEAD, rows, "llllrrrll", "Experiments")
     index = results_dir / "index.md"
     results_dir.mkdir(parents=True, exist_ok=True)
-    index.write_text("\n".join(lines) + "\n")
+    index.write_text("# Experiments\n\n" + to_markdown(table))
+    write_index_page(table, results_dir / "index.html")
     return index

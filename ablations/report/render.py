@@ -30,10 +30,12 @@ _TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "−": "$-$",
 
 @dataclass
 class Cell:
-    """One table cell: its text and whether it is the best value of its column."""
+    """One table cell: its text, whether it is the best value of its column, and where it
+    links to ("" for nowhere)."""
 
     text: str
     bold: bool = False
+    href: str = ""
 
 
 @dataclass
@@ -80,6 +82,7 @@ def to_markdown(table: Table) -> str:
 
     def cell(c: Cell) -> str:
         text = c.text.replace("|", r"\|")
+        text = f"[{text}]({c.href})" if c.href else text
         return f"**{text}**" if c.bold and text != MISSING else text
 
     sep = ["---:" if a == "r" else ":---" for a in table.align]
