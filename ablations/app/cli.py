@@ -162,7 +162,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
     rows.write_runs(s.exp_dir, worker.load_study(s))
     include = getattr(args, "include_truncated", False)
-    print(f"report: {build_report(s.exp_dir, include_truncated=include)}")
+    page = build_report(s.exp_dir, include_truncated=include)
+    print(f"report: {page}")
+    print(f"html: {page.with_suffix('.html')}")
     print(f"index: {write_index(Path(args.results))}")
     return 0
 

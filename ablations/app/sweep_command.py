@@ -146,6 +146,7 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
             include = getattr(args, "include_truncated", False)
             report = build_report(s.exp_dir, include_truncated=include)
             print(f"report: {report}")
+            print(f"html: {report.with_suffix('.html')}")
             dirs = [s.exp_dir / p.run_dir for p in s.grid]  # their MLflow runs get the report
             trackers.log_report(dirs, [report, report.parent / "figures"])
             print(f"index: {write_index(Path(s.opts.results))}")

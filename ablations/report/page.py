@@ -1,4 +1,5 @@
-"""Assemble ``report.md`` (header, tables, findings, figures, run status) and ``index.md``."""
+"""Assemble ``report.md`` and ``report.html`` (header, tables, findings, figures, run status)
+and ``index.md`` / ``index.html``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,29 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.report import comparable, setting
-from ablations.report.findings import AXIS_FINDINGS, findings, findings_markdown, findings_rows
+from ablations.report.blocks import (
+    Block,
+    Figure,
+    Heading,
+    TableBlock,
+    Text,
+    Warnings,
+    block_markdown,
+    page_markdown,
+    run_anchor,
+)
+from ablations.report.findings import (
+    AXIS_FINDINGS,
+    MARGIN,
+    findings,
+    findings_markdown,
+    findings_rows,
+)
+from ablations.report.html import run_records, write_index_page, write_page
 from ablations.report.influence_table import influence_section
 from ablations.report.load import Experiment, failures, load_experiment
-from ablations.report.plots import all_plots
-from ablations.report.render import Table, to_markdown, write_table
+from ablations.report.plots import all_plots, plot_forest
+from ablations.report.render import MISSING, Cell, Table, to_markdown, write_table
 from ablations.report.tables import diff_frame, diff_table, main_frame, main_table, status_table
 from ablations.report.traversal_figure import draw_paths
 from ablations.report.tuning import tuning_section
@@ -25,12 +44,17 @@ def _kv(value: object) -> str:
     return "—" if value in (None, "", [], {}) else str(value)
 
 
-def top_warnings(exp: Experiment) -> str:
+def warning_lines(exp: Experiment) -> list[str]:
     """The page's first lines: runs not trained alike (key by key, per run), truncated runs,
-    and other setting differences; "" when there is nothing to warn about."""
+    and other setting differences."""
     lines = comparable.warnings(exp) + _truncated_warnings(exp) + setting.setting_lines(exp)[1]
-    lines += setting.model_notes(exp)  # variants that trained the same model, unused directions
-    return "\n>\n".join(f"> **Warning:** {w}" for w in lines) + "\n" if lines else ""
+    return lines + setting.model_notes(exp)  # variants that trained the same model, unused dirs
+
+
+def top_warnings(exp: Experiment) -> str:
+    """``warning_lines`` as the Markdown page shows them; "" when there is nothing to warn."""
+    lines = warning_lines(exp)
+    return block_markdown(Warnings(lines)) if lines else ""
 
 
 def _truncated_warnings(exp: Experiment) -> list[str]:
@@ -100,30 +124,28 @@ def _paths_figure(exp: Experiment, fig_dir: Path) -> list[Path]:
     return draw_paths(fig_dir, h, w, names)
 
 
-def _fig(title: str, paths: list[Path], root: Path) -> str:
+def _fig(title: str, paths: list[Path], root: Path) -> Figure:
     png, pdf = (p.relative_to(root).as_posix() for p in paths)
-    return f"### {title}\n\n![{title}]({png})\n\n[PDF]({pdf})\n"
+    return Figure(title, png, pdf)
 
 
-def _failures_md(exp: Experiment) -> str:
+def _failures(exp: Experiment) -> list[Block]:
     bad = failures(exp)
     if bad.empty:
-        return "No failed run.\n"
-    lines = [
-        "| Variant | Seed | State | Epochs done | Reason |",
-        "| :--- | ---: | :--- | ---: | :--- |",
-    ]
+        return [Text("No failed run.\n")]
+    rows, links = [], []
     for r in bad.itertuples():
         reason = " ".join(str(r.fail_reason).split()).replace("|", r"\|")
         reason = reason if len(reason) <= 300 else reason[:300] + " …"
-        seed = "—" if pd.isna(r.seed) else int(r.seed)
-        epochs = "—" if pd.isna(r.epochs_done) else int(r.epochs_done)
-        lines.append(f"| {r.variant} | {seed} | {r.state} | {epochs} | {reason} |")
-    return "\n".join(lines) + "\n\nFull reasons: [table_failures.csv](table_failures.csv).\n"
-
-
-def _table_md(table: Table) -> str:
-    return f"**{table.caption}**\n\n{to_markdown(table)}"
+        seed = MISSING if pd.isna(r.seed) else int(r.seed)
+        epochs = MISSING if pd.isna(r.epochs_done) else int(r.epochs_done)
+        cells = [r.variant, str(seed), r.state, str(epochs), reason.replace(r"\|", "|")]
+        rows.append([Cell(c) for c in cells])
+        links.append("" if seed == MISSING else run_anchor(r.variant, seed))
+    head = ["Variant", "Seed", "State", "Epochs done", "Reason"]
+    table = Table(head, rows, "lrlrl", row_links=links)
+    full = "Full reasons: [table_failures.csv](table_failures.csv).\n"
+    return [TableBlock(table, "failures", caption=False), Text(full)]
 
 
 def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
@@ -143,60 +165,83 @@ def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
     pd.DataFrame(findings_rows(found)).to_csv(exp_dir / "findings.csv", index=False)
     figs = all_plots(exp, main, exp_dir / FIG_DIR)
     paths = _paths_figure(exp, exp_dir / FIG_DIR)
+    paths = {"traversal_paths": paths} if paths else {}
+    forest = {"forest": plot_forest(exp, diffs, MARGIN, exp_dir / FIG_DIR / "forest")}
 
-    parts = [f"# {exp.name}: ViL {exp.axis} ablation report\n"]
-    parts += [w for w in (top_warnings(exp),) if w]
-    parts += ["## Setting\n", header(exp), "## Results\n", _table_md(tables["main"][1])]
-    parts += ["Files: table_main.{md,tex,csv}.\n", "## Difference to the reference\n"]
-    paper = exp.axis in AXIS_FINDINGS  # the paper made claims about this axis
-    what = "paper's claims vs. this sweep" if paper else "vs. the reference"
-    parts += [_table_md(tables["diff"][1]), f"## Findings ({what})\n"]
-    parts += [findings_markdown(found, "Claim (paper)" if paper else "Comparison")]
-    parts.append("## Figures\n")
-    titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
-    titles |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
-    parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]
-    if paths:
-        parts.append(_fig("Traversal paths", paths, exp_dir))
-    parts.append(tuning_section(exp, exp_dir / FIG_DIR))
-    parts.append(influence_section(exp_dir))  # "" until `vil-ablate influence EXP` ran
-    parts += ["## Run status\n", _table_md(tables["status"][1]), "### Failures\n"]
-    parts.append(_failures_md(exp))
+    blocks = report_blocks(exp, tables, found, forest | figs | paths, exp_dir)
     page = exp_dir / "report.md"
-    page.write_text("\n".join(parts))
+    page.write_text(page_markdown(blocks))
+    write_page(blocks, exp_dir / "report.html", run_records(exp))
     return page
 
 
-def _index_row(results_dir: Path, meta_path: Path) -> str:
+_TITLES = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
+_TITLES |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
+_TITLES |= {"traversal_paths": "Traversal paths"}
+_TITLES["forest"] = "Difference to the reference (95% CI, the paper's margin shaded)"
+
+
+def report_blocks(exp: Experiment, tables: dict, found: list, figs: dict, exp_dir: Path):
+    """The page, in order: warnings, setting, results, differences, findings, figures,
+    tuning, information flow, run status; ``tables``: key -> (frame, Table)."""
+    blocks: list[Block] = [Heading(f"{exp.name}: ViL {exp.axis} ablation report", 1)]
+    lines = warning_lines(exp)
+    blocks += [Warnings(lines)] if lines else []
+    blocks += [Heading("Setting", anchor="setting"), Text(header(exp))]
+    blocks += [Heading("Results", anchor="results"), TableBlock(tables["main"][1], "main")]
+    blocks += [Text("Files: table_main.{md,tex,csv}.\n")]
+    blocks += [Heading("Difference to the reference", anchor="difference")]
+    paper = exp.axis in AXIS_FINDINGS  # the paper made claims about this axis
+    what = "paper's claims vs. this sweep" if paper else "vs. the reference"
+    blocks += [
+        TableBlock(tables["diff"][1], "diff"),
+        Heading(f"Findings ({what})", anchor="findings"),
+    ]
+    blocks += [Text(findings_markdown(found, "Claim (paper)" if paper else "Comparison"))]
+    blocks.append(Heading("Figures", anchor="figures"))
+    blocks += [_fig(_TITLES[k], v, exp_dir) for k, v in figs.items()]
+    blocks.append(Text(tuning_section(exp, exp_dir / FIG_DIR)))
+    blocks.append(Text(influence_section(exp_dir)))  # "" until `vil-ablate influence EXP` ran
+    blocks += [Heading("Run status", anchor="status"), TableBlock(tables["status"][1], "status")]
+    blocks += [Heading("Failures", 3, "failures-heading"), *_failures(exp)]
+    return blocks
+
+
+_INDEX_HEAD = ["Folder", "Experiment", "Protocol", "Axis", "Variants", "Seeds", "Complete"]
+_INDEX_HEAD += ["States", "Report"]
+
+
+def _index_row(results_dir: Path, meta_path: Path) -> list[Cell]:
     folder = meta_path.parent
     rel = folder.relative_to(results_dir).as_posix()
     try:
         exp = load_experiment(folder)
     except (ValueError, OSError) as err:  # a broken folder is listed, not hidden
-        return f"| [{rel}]({rel}/) | unreadable: {err} | | | | | | |"
+        return [Cell(rel, href=f"{rel}/"), Cell(f"unreadable: {err}")] + [Cell("")] * 7
     states = exp.runs["state"]
     done = f"{int((states == 'COMPLETE').sum())}/{len(states)}"
-    report = f"[report]({rel}/report.md)" if (folder / "report.md").exists() else "not built"
-    cells = [f"[{rel}]({rel}/)", exp.name, _kv(exp.meta.get("protocol")), exp.axis]
-    cells += [str(len(exp.variants)), str(len(exp.seeds)), done, report]
-    return "| " + " | ".join(cells) + " |"
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in states.value_counts().items())
+    built = (folder / "report.md").exists()
+    report = Cell("report", href=f"{rel}/report.md") if built else Cell("not built")
+    cells = [Cell(rel, href=f"{rel}/"), Cell(exp.name), Cell(_kv(exp.meta.get("protocol")))]
+    cells += [Cell(exp.axis), Cell(str(len(exp.variants))), Cell(str(len(exp.seeds)))]
+    return cells + [Cell(done), Cell(counts), report]
 
 
 def write_index(results_dir: Path) -> Path:
-    """Write ``results_dir/index.md`` linking every folder that holds an experiment.json."""
+    """Write ``results_dir/index.md`` and ``index.html`` linking every folder that holds an
+    experiment.json, with its state counts."""
     results_dir = Path(results_dir)
     metas = sorted(
         p
         for pattern in ("*/experiment.json", "*/*/experiment.json")
         for p in results_dir.glob(pattern)
     )
-    lines = ["# Experiments\n", "| Folder | Experiment | Protocol | Axis | Variants | Seeds "]
-    lines[-1] += "| Complete | Report |"
-    lines.append("| :--- | :--- | :--- | :--- | ---: | ---: | ---: | :--- |")
-    lines += [_index_row(results_dir, p) for p in metas]
-    if not metas:
-        lines.append("| (none yet) | | | | | | | |")
+    rows = [_index_row(results_dir, p) for p in metas]
+    rows = rows or [[Cell("(none yet)")] + [Cell("")] * (len(_INDEX_HEAD) - 1)]
+    table = Table(_INDEX_HEAD, rows, "llllrrrll", "Experiments")
     index = results_dir / "index.md"
     results_dir.mkdir(parents=True, exist_ok=True)
-    index.write_text("\n".join(lines) + "\n")
+    index.write_text("# Experiments\n\n" + to_markdown(table))
+    write_index_page(table, results_dir / "index.html")
     return index

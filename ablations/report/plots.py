@@ -153,3 +153,30 @@ def all_plots(exp: Experiment, frame: pd.DataFrame, out_dir: Path) -> dict[str, 
         ),
         "learning_curves": plot_curves(exp, out_dir / "learning_curves"),
     }
+
+
+def plot_forest(exp: Experiment, diffs: pd.DataFrame, margin: float, stem: Path) -> list[Path]:
+    """Δ top-1 to the reference per variant with its 95% CI (the difference table's numbers,
+    paired or Welch as it says), the paper's ±margin shaded; rows without an interval
+    (not comparable, one seed, no complete run) are marked in words, never drawn as one."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(diffs), 2) + 1.4))
+    ax.axvspan(-margin, margin, color="0.88", zorder=0, label=f"paper's margin ±{margin} pp")
+    ax.axvline(0, color="0.3", lw=0.8)
+    for y, r in enumerate(diffs.itertuples()):
+        colour = variant_colour(r.variant)
+        if np.isfinite(r.ci_low):
+            ax.errorbar(r.diff_top1, y, xerr=[[r.diff_top1 - r.ci_low], [r.ci_high - r.diff_top1]],
+                        fmt="o", ms=7, capsize=4, color=colour)  # fmt: skip
+            continue
+        if np.isfinite(r.diff_top1):  # one seed on a side: the point, hollow, no interval
+            ax.plot(r.diff_top1, y, "o", ms=7, mfc="white", color=colour)
+        why = r.method if r.method == "not comparable" else (r.note or "no interval")
+        ax.annotate(why, (0, y), xycoords=("axes fraction", "data"), xytext=(4, 7),
+                    textcoords="offset points", fontsize=8, color="0.35")  # fmt: skip
+    ax.set_yticks(range(len(diffs)), list(diffs["variant"]))
+    ax.set_ylim(len(diffs) - 0.5, -0.7)
+    ax.set_xlabel(f"Δ top-1 to {exp.reference} (pp), 95% CI; hollow: no CI")
+    ax.set_title(f"{exp.name}: difference to the reference")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, stem)

@@ -30,15 +30,18 @@ _TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "−": "$-$",
 
 @dataclass
 class Cell:
-    """One table cell: its text and whether it is the best value of its column."""
+    """One table cell: its text, whether it is the best value of its column, and where it
+    links to ("" for nowhere)."""
 
     text: str
     bold: bool = False
+    href: str = ""
 
 
 @dataclass
 class Table:
-    """Headers, rows of cells, column alignment ('l' or 'r'), caption and footnotes."""
+    """Headers, rows of cells, column alignment ('l' or 'r'), caption and footnotes;
+    ``row_links``: per row, the HTML anchor of its run record ("" for none; HTML only)."""
 
     headers: list[str]
     rows: list[list[Cell]]
@@ -46,6 +49,7 @@ class Table:
     caption: str = ""
     label: str = ""
     footnotes: list[str] = field(default_factory=list)
+    row_links: list[str] = field(default_factory=list)
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -78,6 +82,7 @@ def to_markdown(table: Table) -> str:
 
     def cell(c: Cell) -> str:
         text = c.text.replace("|", r"\|")
+        text = f"[{text}]({c.href})" if c.href else text
         return f"**{text}**" if c.bold and text != MISSING else text
 
     sep = ["---:" if a == "r" else ":---" for a in table.align]
