@@ -87,7 +87,7 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     loaders.SeededDataset.__getitem__ = _fetch_logged
     writers = Path(tmp) / "writers"
     writers.mkdir(exist_ok=True)
-    trackers.TRACKERS["counting"] = trackers.Entry("json", lambda: CountingTracker(writers))
+    trackers.TRACKERS.register("counting", trackers.Entry("json", lambda: CountingTracker(writers)))
     out: dict = {}
     rec = train(_cfg(EVEN, trackers=["counting"]), Path(tmp) / "even")
     out["even"], out["even_steps"] = _take(0), rec.steps_done

@@ -270,8 +270,9 @@ HASHED_WHEN_CHANGED = {"data.cache": True}
 # unchanged config trains (augmentation draws, data order, init, loss, schedule...). It enters
 # every fingerprint, so a sweep reports older finished runs as made with another config
 # ("recipe.version 1 -> 2") instead of reusing them, and the report never pairs two versions.
-# 1: the recipe until the num_workers=0 augmentation-draw change; 2: since then.
-RECIPE_VERSION = 2
+# 1: the recipe until the num_workers=0 augmentation-draw change; 2: since then; 3: DDP
+# ranks seed each sample's augmentation by its global position (ranks drew alike before).
+RECIPE_VERSION = 3
 RECIPE_KEY = "recipe.version"
 
 
