@@ -278,3 +278,68 @@ def test_a_run_folder_gets_init_and_trained_maps_with_its_record(tmp_path):
     assert "## Information flow" in section and "After training" in section
     assert "influence/influence_depth_trained.png" in section and "top-1 51.50%" in section
     assert influence_section(tmp_path / "runs") == ""  # no influence run there: no section
+
+
+# --- issue 32: comparable attention, labelled rows, chunked memory, eval mode ---
+
+
+def test_drawn_attention_is_row_shares_per_direction_then_their_mean():
+    """Each direction's |A| rows are normalised before the directions are combined: a
+    2-direction block's drawn row sums to 1 over the tokens, as a 1-direction block's."""
+    from ablations.app import influence_cmd as ic
+
+    for traversal in ("uni", "bi"):
+        m = tiny(traversal)
+        r = ic.analyse(m, images(2), traversal, "init", ic.Options(images=2, probes=1))
+        (first, _) = ia.implicit_attention(m, images(2))
+        for b, grid in r.pooled_attention.items():
+            assert grid.sum() == pytest.approx(1.0, rel=1e-6), (traversal, b)
+        rows = ia.row_shares(first.weights[..., pooled_positions(m), :])
+        assert rows.sum(-1).sub(1).abs().max() < 1e-9
+
+
+def test_chunks_give_the_same_maps_and_hold_a_bounded_graph():
+    """Influence and attention do not depend on --chunk (to float round-off), and the
+    graph held at once grows with the chunk, not with the number of images."""
+    from ablations.app import influence_cmd as ic
+    from vil.graph_memory import GraphMeter
+
+    size = 4 * 6
+    m = vil.create_model("nano", traversal="bi", num_classes=3, img_size=size, patch_size=4)
+    x = torch.randn(8, 3, size, size)
+    peaks = {}
+    for chunk in (None, 1, 3):
+        with GraphMeter(m) as meter:
+            maps = influence_per_depth(m, x, probes=2, seed=3, chunk=chunk)
+        peaks[chunk] = meter.peak
+        if chunk is None:
+            ref = maps
+        for k in ref:
+            torch.testing.assert_close(maps[k], ref[k], rtol=1e-5, atol=1e-9)
+    assert peaks[1] * 6 < peaks[None]  # the whole batch's graph: ~8 single-image ones
+    default = ic.Options().chunk
+    with GraphMeter(m) as meter:
+        ic.analyse(m, x, "bi", "init", ic.Options(images=8, probes=1))
+    assert meter.peak <= peaks[1] * default * 1.25  # the command's default is bounded
+
+
+def test_influence_puts_the_model_in_eval_mode_and_restores_it():
+    m = vil.create_model("nano", traversal="bi", num_classes=3, img_size=(12, 16),
+                         patch_size=4, depth=2, drop_path=0.5)  # fmt: skip
+    x = images(2)
+    ref = influence_per_depth(m.eval(), x, probes=None)
+    m.train()
+    torch.manual_seed(0)
+    got = influence_per_depth(m, x, probes=None)
+    assert m.training and all(mod.training for mod in m.modules())
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k])
+    list(ia.implicit_attention(m, x))
+    assert m.training
+
+
+def test_every_row_names_its_pooling_and_stage():
+    from ablations.app import influence_cmd as ic
+
+    r = ic.analyse(tiny("uni", "last"), images(1), "uni", "init", ic.Options(images=1, probes=1))
+    assert "last pooling" in r.label and "init" in r.label

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vil.influence import evaluating
 from vil.mlstm import EPS, segsum
 from vil.model import VisionLSTM
 
@@ -70,7 +71,13 @@ def _to_canonical(a: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def implicit_attention(model: VisionLSTM, images: torch.Tensor) -> Iterator[BlockAttention]:
     """Run the model's blocks on ``images``, yielding each block's implicit attention in turn
-    (one block at a time: all of a deep model's (N, N) matrices need not fit in memory)."""
+    (one block at a time: all of a deep model's (N, N) matrices need not fit in memory), in
+    eval mode (the model's modes restored after)."""
+    with evaluating(model):
+        yield from _per_block(model, images)
+
+
+def _per_block(model: VisionLSTM, images: torch.Tensor) -> Iterator[BlockAttention]:
     x = model.tokens(images)
     for block in model.blocks:
         captured: list[dict] = []
@@ -88,13 +95,43 @@ def _names(layer) -> tuple[str, ...]:
     return tuple(d.name for d in layer.directions)
 
 
-def pooled_attention(block: BlockAttention, positions: list[int]) -> torch.Tensor:
-    """(N,) attention row of the pooled tokens: |A| averaged over images, heads and pooled
-    tokens, summed over the block's directions (the layer sums their outputs)."""
-    return block.weights[..., positions, :].abs().mean(dim=(0, 2, 3)).sum(0)
+def row_shares(weights: torch.Tensor) -> torch.Tensor:
+    """|A| of each row divided by the row's sum of |A|: the share of output token t's mixing
+    weight that goes to each input token (1 over the row). Rows of |A| sum to very different
+    totals (0.02-0.09 in a ViL-T) that the per-head norm after the cell mostly removes, so
+    shares, not magnitudes, compare across blocks, directions and traversals."""
+    a = weights.abs()
+    return a / a.sum(-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
 
 
-def query_attention(block: BlockAttention, query: int) -> torch.Tensor:
-    """(N,) |A| of canonical query token ``query``: mean over images and heads, summed over
-    the block's directions."""
-    return block.weights[..., query, :].abs().mean(dim=(0, 2)).sum(0)
+def pooled_attention(block: BlockAttention, positions: list[int], share: bool = True):
+    """(K, N) attention row of the query tokens ``positions`` (e.g. the pooled ones) per
+    direction: the row shares (or, ``share=False``, raw |A|), mean over images, heads and
+    those tokens."""
+    w = block.weights[..., positions, :]
+    return (row_shares(w) if share else w.abs()).mean(dim=(0, 2, 3))
+
+
+def attention_summary(
+    model: VisionLSTM,
+    images: torch.Tensor,
+    rows: dict[str, list[int]],
+    blocks: set[int],
+    chunk: int | None = None,
+) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
+    """{(block, row label): (shares, raw)} for the 1-based ``blocks``: each a (K, N) attention
+    row per direction, mean over images, heads and the label's query tokens (``rows``: label
+    -> canonical positions), as row shares and as raw |A|. Images go ``chunk`` at a time."""
+    n = images.size(0)
+    step = n if chunk is None else chunk
+    sums: dict[tuple[int, str], list[torch.Tensor]] = {}
+    for i in range(0, n, step):
+        part = images[i : i + step]
+        for b, block in enumerate(implicit_attention(model, part), start=1):
+            if b not in blocks:
+                continue
+            for label, pos in rows.items():
+                acc = sums.setdefault((b, label), [0, 0])
+                for j, share in enumerate((True, False)):  # a mean over images: weighted
+                    acc[j] = acc[j] + part.size(0) * pooled_attention(block, pos, share).cpu()
+    return {key: (s / n, r / n) for key, (s, r) in sums.items()}

@@ -54,15 +54,15 @@ def _probe_vectors(width: int, probes: int | None, batch: int, gen: torch.Genera
     return torch.randn(probes, batch, width, generator=gen)
 
 
-def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, probes, gen) -> torch.Tensor:
-    """Estimate of ``||d y_b / d x_{b, n}||_F^2`` (B, N) by backward passes of ``u . y``."""
-    us = _probe_vectors(y.size(-1), probes, y.size(0), gen)
+def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, us: torch.Tensor, exact: bool):
+    """Estimate of ``||d y_b / d x_{b, n}||_F^2`` (B, N) by backward passes of ``u . y``;
+    ``us``: (n, B, width) projections, the basis (``exact``) or Gaussian probes."""
     total = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
     for u in us:
         (g,) = torch.autograd.grad(y, x, u.to(y), retain_graph=True)
         total += g.double().pow(2).sum(-1)
     # basis vectors: the sum is the squared norm; Gaussian probes: each one estimates it
-    return total if probes is None else total / probes
+    return total if exact else total / us.size(0)
 
 
 @contextlib.contextmanager
@@ -79,9 +79,30 @@ def _frozen(model: VisionLSTM) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode while inside (no drop path, no dropout), each module's own
+    mode restored after: the maps are of the model, not of one stochastic draw of it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+
+
 @torch.no_grad()
 def _start(model: VisionLSTM, images: torch.Tensor) -> torch.Tensor:
     return model.tokens(images)
+
+
+def _chunks(n: int, chunk: int | None) -> list[slice]:
+    """Consecutive slices of at most ``chunk`` images (None: all at once)."""
+    step = n if chunk is None else chunk
+    if step < 1:
+        raise ValueError(f"chunk {chunk}: expected a positive number of images")
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
 def influence_per_depth(
@@ -90,9 +111,14 @@ def influence_per_depth(
     depths: list[int] | None = None,
     probes: int | None = 2,
     seed: int = 0,
+    chunk: int | None = None,
 ) -> dict[int, torch.Tensor]:
     """{k: (h, w) map} of patch influence on the pooled readout after the first k blocks,
-    mean over ``images`` of ``||d pooled / d patch embedding||_F`` (float64)."""
+    mean over ``images`` of ``||d pooled / d patch embedding||_F`` (float64).
+
+    ``chunk``: images per graph (None: all): only one chunk's graph is held at a time, and
+    the probes are drawn for all images first, so the maps do not depend on it. The model
+    is put in eval mode while inside (its modes restored after)."""
     depth = len(model.blocks)
     depths = depths_for(depth) if depths is None else list(depths)
     if not depths or any(not 1 <= k <= depth for k in depths):
@@ -100,17 +126,30 @@ def influence_per_depth(
     gen = torch.Generator().manual_seed(seed)
     h, w = model.layout.h, model.layout.w
     patches = model.layout.patch_positions
-    x0 = _start(model, images).requires_grad_(True)
-    x, ys, out = x0, {}, {}
-    with _frozen(model):
-        for i, block in enumerate(model.blocks[: max(depths)], start=1):
-            x = block(x)
-            if i in depths:
-                ys[i] = _readout(model, x)
-        for k in depths:
-            sq = _jacobian_sq_norms(ys[k], x0, probes, gen)[:, patches]  # (B, h*w), row-major
-            out[k] = sq.sqrt().mean(0).view(h, w).cpu()
-    return out
+    sums: dict[int, torch.Tensor] = {}
+    us: dict[int, torch.Tensor] = {}
+    with evaluating(model), _frozen(model):
+        for part in _chunks(images.size(0), chunk):
+            x0 = _start(model, images[part]).requires_grad_(True)
+            ys = _readouts(model, x0, depths)
+            for k in depths:  # drawn in depth order for all images: as without chunks
+                if k not in us:
+                    us[k] = _probe_vectors(ys[k].size(-1), probes, images.size(0), gen)
+                sq = _jacobian_sq_norms(ys[k], x0, us[k][:, part], probes is None)[
+                    :, patches
+                ]  # row-major
+                sums[k] = sums.get(k, 0) + sq.sqrt().sum(0)
+            del x0, ys  # this chunk's graph goes before the next one is built
+    return {k: (sums[k] / images.size(0)).view(h, w).cpu() for k in depths}
+
+
+def _readouts(model: VisionLSTM, x: torch.Tensor, depths: list[int]) -> dict[int, torch.Tensor]:
+    ys = {}
+    for i, block in enumerate(model.blocks[: max(depths)], start=1):
+        x = block(x)
+        if i in depths:
+            ys[i] = _readout(model, x)
+    return ys
 
 
 def token_influence(
@@ -121,12 +160,17 @@ def token_influence(
     gen = torch.Generator().manual_seed(seed)
     x0 = _start(model, images).requires_grad_(True)
     x = x0
-    with _frozen(model):
+    with evaluating(model), _frozen(model):
         for block in model.blocks[:depth]:
             x = block(x)
         x = model.norm(x)
         rows = [
-            _jacobian_sq_norms(x[:, t], x0, probes, gen).sqrt().mean(0) for t in range(x.size(1))
+            _jacobian_sq_norms(
+                x[:, t], x0, _probe_vectors(x.size(-1), probes, x.size(0), gen), probes is None
+            )
+            .sqrt()
+            .mean(0)
+            for t in range(x.size(1))
         ]
     return torch.stack(rows).cpu()
 

@@ -133,6 +133,8 @@ def _other_commands(sub: Any) -> None:
     p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
     p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
     p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
+    p.add_argument("--chunk", type=int, default=4, metavar="N",
+                   help="images per autograd graph (default 4; bounds memory)")  # fmt: skip
     p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
     p = sub.add_parser("compare", help="two experiment folders side by side, paired by seed")
     p.add_argument("a", metavar="A", help="experiment folder (or results folder + --experiment)")

@@ -11,6 +11,7 @@ images. Writes figures, ``influence.csv`` and ``provenance.json`` (ablations/rep
 from __future__ import annotations
 
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class Options:
     images: int = 16
     inputs: str = "val"  # val | random
     probes: int = 2  # random projections per image for the Jacobian norm
+    chunk: int = 4  # images per autograd graph (memory: one chunk's graph at a time)
     seed: int = 0  # probes and random inputs
     device: str = "cpu"
 
@@ -59,6 +61,8 @@ class Options:
             raise ConfigError(f"--inputs: unknown {self.inputs!r}; valid: {', '.join(INPUTS)}")
         if self.probes < 1:
             raise ConfigError(f"--probes: expected a positive number, got {self.probes}")
+        if self.chunk < 1:
+            raise ConfigError(f"--chunk: expected a positive number of images, got {self.chunk}")
 
 
 def load_inputs(cfg: RunConfig, opts: Options) -> tuple[torch.Tensor, int | None, str]:
@@ -125,19 +129,19 @@ def _cell(model, pos: int) -> tuple[int, int] | None:
 
 
 def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -> FlowResult:
-    """Influence per depth and the implicit attention of one model."""
+    """Influence per depth and the implicit attention of one model, ``opts.chunk`` images at
+    a time (the graph of one chunk held at once)."""
     depth = len(model.blocks)
-    maps = influence_per_depth(model, images, probes=opts.probes, seed=opts.seed)
+    maps = influence_per_depth(model, images, probes=opts.probes, seed=opts.seed,
+                               chunk=opts.chunk)  # fmt: skip
     qs = queries(model)
-    pooled = pooled_positions(model)
     shown = set(depths_for(depth))
-    pooled_att, query_att = {}, {}
-    for b, block in enumerate(ia.implicit_attention(model, images), start=1):
-        if b in shown:
-            pooled_att[b] = _grid_of(model, ia.pooled_attention(block, pooled).cpu())
-        if b in (1, depth):
-            query_att[b] = {q: _grid_of(model, ia.query_attention(block, p).cpu())
-                            for q, p in qs.items()}  # fmt: skip
+    rows = {"pooled": pooled_positions(model), **{q: [p] for q, p in qs.items()}}
+    att = ia.attention_summary(model, images, rows, shown, opts.chunk)
+    # drawn: each direction's row shares, mean over the block's directions (sums to 1)
+    pooled_att = {b: _grid_of(model, att[(b, "pooled")][0].mean(0)) for b in sorted(shown)}
+    query_att = {b: {q: _grid_of(model, att[(b, q)][0].mean(0)) for q in qs}
+                 for b in sorted({1, depth})}  # fmt: skip
     c = model.cfg
     return FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
                       {k: m.numpy() for k, m in maps.items()}, pooled_att, query_att,
@@ -167,6 +171,8 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
         "inputs": described, "probes": opts.probes, "seed": opts.seed, "device": opts.device,
         "elapsed_s": time.perf_counter() - start, "command": command,
         "load": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "threads": torch.get_num_threads(),
+        "chunk": opts.chunk, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / 1024,  # Linux: KiB; the process's peak resident memory
     }  # fmt: skip
     return write_outputs(results, out_dir, meta)
 
@@ -214,7 +220,7 @@ def _command(args: Any) -> str:
     what = args.experiment or (f"--run {args.run}" if args.run else None)
     out = f"vil-ablate influence {what or f'--traversals {args.traversals}'}"
     out += f" --images {args.images} --inputs {args.inputs}"
-    for flag in ("protocol", "variants", "seeds", "probes"):
+    for flag in ("protocol", "variants", "seeds", "probes", "chunk"):
         out += f" --{flag} {getattr(args, flag)}" if getattr(args, flag) else ""
     return out
 
@@ -231,5 +237,6 @@ def main(args: Any, sweep: Any = None) -> list[Path]:
         proto = load_catalog(args.experiments).protocol(args.protocol)
         names = [n for n in args.traversals.split(",") if n]
         targets, out = traversal_targets(proto, names, overrides), Path(args.results) / DIR
-    opts = Options(args.images, args.inputs, args.probes, device=args.device or "cpu")
+    opts = Options(args.images, args.inputs, args.probes, chunk=args.chunk,
+                   device=args.device or "cpu")  # fmt: skip
     return run(targets, opts, Path(args.out or out), _command(args))

@@ -37,7 +37,7 @@ class FlowResult:
 
     @property
     def label(self) -> str:
-        return f"{self.name}\n({self.stage})"
+        return f"{self.name}\n{self.pooling} pooling, {self.stage}"
 
 
 def _norm(arrays: list[np.ndarray]) -> LogNorm:
@@ -69,11 +69,11 @@ def _grid_figure(rows, row_labels, title, cbar_label, stem, marks=None) -> list[
     """Draw ``rows`` (lists of (title, (h, w) array)) with one shared colour scale."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     h, w = rows[0][0][1].shape
-    side, left, top = 1.6, 1.9, 0.9  # inches: panel, row labels, title
-    fig_w = left + (side + 0.35) * n_cols + 1.0
+    side, left, top = 1.6, 2.1, 0.9  # inches: panel, row labels, title
+    fig_w = left + (side + 0.35) * n_cols + 1.3  # right: colour bar, its ticks and label
     fig_h = top + (side * h / w + 0.55) * n_rows
     fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, figsize=(fig_w, fig_h))
-    fig.subplots_adjust(left=left / fig_w, right=1 - 1.0 / fig_w, bottom=0.45 / fig_h,
+    fig.subplots_adjust(left=left / fig_w, right=1 - 1.3 / fig_w, bottom=0.45 / fig_h,
                         top=1 - top / fig_h, wspace=0.3, hspace=0.45)  # fmt: skip
     norm = _norm([a for r in rows for _, a in r])
     im = None
@@ -92,7 +92,7 @@ def _grid_figure(rows, row_labels, title, cbar_label, stem, marks=None) -> list[
         box = axes[i][0].get_position()
         fig.text((left - 0.3) / fig_w, (box.y0 + box.y1) / 2, row_labels[i], ha="right",
                  va="center", fontsize=8)  # fmt: skip
-    cax = fig.add_axes((1 - 0.85 / fig_w, 0.45 / fig_h, 0.12 / fig_w, 1 - (top + 0.45) / fig_h))
+    cax = fig.add_axes((1 - 1.15 / fig_w, 0.45 / fig_h, 0.12 / fig_w, 1 - (top + 0.45) / fig_h))
     fig.colorbar(im, cax=cax, extend="min").set_label(cbar_label, fontsize=8)
     fig.suptitle(title, fontsize=9, x=0.5, y=1 - 0.1 / fig_h, va="top")
     return _save(fig, stem)
@@ -128,11 +128,11 @@ def pooled_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]
     """Rows: models; columns: blocks; the pooled tokens' implicit attention over patches."""
     rows = [[(f"block {b}", a) for b, a in r.pooled_attention.items()] for r in results]
     title = (
-        "Implicit attention of the pooled token(s) in each block\n|A| of the "
-        "parallel form, mean over heads and pooled tokens, summed over the block's "
-        "directions"
+        "Implicit attention of the pooled token(s) in each block\nbrightness: share of the "
+        "row's |A| (|A| / row sum of |A|, per direction), mean over the block's directions, "
+        "heads, images and pooled tokens"
     )
-    return _grid_figure(rows, [r.label for r in results], title, "|A| weight", stem)
+    return _grid_figure(rows, [r.label for r in results], title, "share of |A| row", stem)
 
 
 def query_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]:
@@ -143,10 +143,10 @@ def query_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]:
         for block, per_query in r.query_attention.items():
             rows.append([(q, a) for q, a in per_query.items()])
             marks.append([r.queries.get(q) for q in per_query])
-            labels.append(f"{r.name} ({r.stage})\nblock {block}")
-    title = ("Implicit attention of chosen query tokens (+)\n|A| row, mean over heads, "
-             "summed over the block's directions")  # fmt: skip
-    return _grid_figure(rows, labels, title, "|A| weight", stem, marks)
+            labels.append(f"{r.name} ({r.pooling} pooling,\n{r.stage}) block {block}")
+    title = ("Implicit attention of chosen query tokens (+)\nbrightness: share of the row's "
+             "|A| (per direction), mean over the block's directions, heads and images")  # fmt: skip
+    return _grid_figure(rows, labels, title, "share of |A| row", stem, marks)
 
 
 def write_figures(results: list[FlowResult], out_dir: Path) -> dict[str, list[Path]]:
