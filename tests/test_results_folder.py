@@ -49,7 +49,7 @@ def test_dry_run_counts_the_files_it_lists_and_says_they_are_decoded_later(tmp_p
     assert main(_args(root, tmp_path / "res", "--dry-run")) == 0
     out = capsys.readouterr().out
     assert "images per epoch: 9 files listed in data.root, decoded at run time" in out
-    assert "counted in data.root" not in out
+    assert "classes: 2, counted in data.root (the model's head)" in out  # the folder's
     assert not (tmp_path / "res").exists()  # the dry run writes nothing
 
 

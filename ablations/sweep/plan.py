@@ -148,6 +148,8 @@ def format_plan(rows: list[dict[str, Any]], header: str) -> str:
     lines += _measured_lines(rows)
     if rows and rows[0]["images_how"] != "exact":
         lines.append(f"images per epoch: {rows[0]['images_how']}")
+    if rows and rows[0]["images_how"].endswith(FILES_HOW):  # the head is the folder's
+        lines.append(f"classes: {rows[0]['num_classes']}, counted in data.root (the model's head)")
     return "\n".join(lines)
 
 
