@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: device choice, arguments, and (from ablations.train.timing)
+"""Shared benchmark helpers: device choice, arguments, and (from ablations.train.instruments)
 timing, peak memory, the environment header and output. See that module for what is measured."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ablations.schema.files import write_json  # noqa: F401  (the scripts import it from here)
-from ablations.train.timing import (  # noqa: F401  (the scripts import them from here)
+from ablations.train.instruments import (  # noqa: F401  (the scripts import them from here)
     MIB,
     PeakMemory,
     Timing,

@@ -259,7 +259,7 @@ def fake_run(root: Path) -> Path:
 
 
 def test_a_run_folder_gets_init_and_trained_maps_with_its_record(tmp_path):
-    from ablations.app import influence_cmd as ic
+    from ablations.app import influence_command as ic
     from ablations.report.influence_table import influence_section
 
     run = fake_run(tmp_path)
@@ -286,7 +286,7 @@ def test_a_run_folder_gets_init_and_trained_maps_with_its_record(tmp_path):
 def test_drawn_attention_is_row_shares_per_direction_then_their_mean():
     """Each direction's |A| rows are normalised before the directions are combined: a
     2-direction block's drawn row sums to 1 over the tokens, as a 1-direction block's."""
-    from ablations.app import influence_cmd as ic
+    from ablations.app import influence_command as ic
 
     for traversal in ("uni", "bi"):
         m = tiny(traversal)
@@ -301,7 +301,7 @@ def test_drawn_attention_is_row_shares_per_direction_then_their_mean():
 def test_chunks_give_the_same_maps_and_hold_a_bounded_graph():
     """Influence and attention do not depend on --chunk (to float round-off), and the
     graph held at once grows with the chunk, not with the number of images."""
-    from ablations.app import influence_cmd as ic
+    from ablations.app import influence_command as ic
     from vil.graph_memory import GraphMeter
 
     size = 4 * 6
@@ -339,7 +339,7 @@ def test_influence_puts_the_model_in_eval_mode_and_restores_it():
 
 
 def test_every_row_names_its_pooling_and_stage():
-    from ablations.app import influence_cmd as ic
+    from ablations.app import influence_command as ic
 
     r = ic.analyse(tiny("uni", "last"), images(1), "uni", "init", ic.Options(images=1, probes=1))
     assert "last pooling" in r.label and "init" in r.label

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ablations.app.cli import main
-from ablations.train import timing
+from ablations.train import instruments as timing
 from ablations.train.runtime import git_revision
 from benchmarks import common
 

@@ -14,7 +14,7 @@ from ablations.app.cli import main
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.sweep import plan
-from ablations.train import timing
+from ablations.train import instruments as timing
 from ablations.train.measure import REPEATS, WARMUP, measure_models, peer_flags
 
 CPU = torch.device("cpu")

@@ -183,18 +183,18 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_influence(args: argparse.Namespace) -> int:
-    from ablations.app import influence_cmd
+    from ablations.app import influence_command
     from ablations.sweep import resolve
 
-    influence_cmd.check_modes(args)
+    influence_command.check_modes(args)
     if args.experiment:
         s = resolve(sweep_options(args), check_data=False)
-        for path in influence_cmd.main(args, s):
+        for path in influence_command.main(args, s):
             print(path)
         if (s.exp_dir / "experiment.json").is_file() and not args.out:
             return cmd_report(args)  # the report gains its "Information flow" section
         return 0
-    for path in influence_cmd.main(args, None):
+    for path in influence_command.main(args, None):
         print(path)
     return 0
 

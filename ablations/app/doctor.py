@@ -32,7 +32,7 @@ from ablations.app.doctor_args import add_arguments
 from ablations.schema.catalog import load_catalog
 from ablations.schema.device import resolve_device
 from ablations.schema.files import write_json
-from ablations.train.timing import environment, header_line, print_table
+from ablations.train.instruments import environment, header_line, print_table
 
 FULL = {"size": "tiny", "img_size": 128, "patch_size": 16, "batch": 256, "steps": 10,
         "repeats": 5, "cell_shape": (32, 4, 64, 96), "loader_images": 2000}  # fmt: skip

@@ -31,10 +31,10 @@ from ablations.data.jpegs import make_jpegs
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import RunConfig, apply
 from ablations.train import train
+from ablations.train.instruments import measure, sync
 from ablations.train.measure import fixed_batch, step_parts
 from ablations.train.runtime import init_distributed
 from ablations.train.steps import train_step
-from ablations.train.timing import measure, sync
 from vil import kernels, mlstm
 
 # bf16 keeps 8 mantissa bits (eps 2^-8 = 0.0039); the two forms round in different places.

@@ -2,7 +2,7 @@
 heat maps on the (h, w) patch grid, one shared logarithmic colour scale per figure.
 
 The numbers come from ``vil.influence`` and ``vil.implicit_attention`` (computed by
-``ablations/influence_cmd.py``); this module only draws them (PNG + PDF).
+``ablations/influence_command.py``); this module only draws them (PNG + PDF).
 """
 
 from __future__ import annotations

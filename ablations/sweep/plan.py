@@ -11,11 +11,11 @@ from typing import Any
 from ablations.schema.config import RunConfig, science
 from ablations.schema.datasets import KINDS, known_classes, known_train_images
 from ablations.schema.same_model import same_model_notes
+from ablations.train.instruments import load_now
 from ablations.train.measure import REPEATS, load_warning, measure_models, peer_flags
 from ablations.train.record import model_shape
 from ablations.train.runtime import resolve_runtime
 from ablations.train.steps import model_cost
-from ablations.train.timing import load_now
 
 FILES_HOW = ("files listed in data.root, decoded at run time (one that cannot be decoded is "
              "skipped or replaced then)")  # fmt: skip

@@ -3,8 +3,8 @@ largest micro-batch that fits this device (for ``sweep --dry-run --measure`` and
 
 The step is ``steps.train_step`` itself (mixing, autocast, compile, accumulation, clipping,
 AdamW, schedule), on random images of the configured size: no dataset is needed. Several
-models are timed interleaved after the same warm-up (``timing.interleaved``: median, min and
-max of the repeats); memory comes from ``timing.measure`` (CUDA peak allocation, CPU peak of
+models are timed interleaved after the same warm-up (``instruments.interleaved``: median, min and
+max of the repeats); memory comes from ``instruments.measure`` (CUDA peak allocation, CPU peak of
 live tensors).
 """
 
@@ -23,10 +23,10 @@ import torch
 from ablations.data import make_batch_mixer
 from ablations.schema.config import RunConfig, per_rank_batch
 from ablations.schema.datasets import known_classes
+from ablations.train.instruments import cpu_busy, interleaved, measure
 from ablations.train.optim import make_optimizer, make_scheduler
 from ablations.train.runtime import resolve_runtime, seed_all
 from ablations.train.steps import build_model, train_step
-from ablations.train.timing import cpu_busy, interleaved, measure
 
 MEMORY_SHARE = 0.85  # of the device's memory a suggested micro-batch may plan to use
 WARMUP = 2  # untimed rounds of one step per model before any is timed (compile, caches)
@@ -125,7 +125,7 @@ def measure_models(
     here (``classes``: the head's, e.g. counted in the data; None: ``num_classes_of``).
 
     All models are built first; ``warmup`` untimed rounds of one step each, then ``repeats``
-    timed rounds, interleaved (``timing.interleaved``): the same steps are excluded for each
+    timed rounds, interleaved (``instruments.interleaved``): the same steps are excluded for each
     and no model is charged the process's start-up or a load change alone. The headline is
     the median of the repeats, their min and max the spread. Peak memory is measured after
     the timing at the configured micro-batch and at a quarter of it, and the line through

@@ -1,4 +1,4 @@
-"""Measuring a callable: timing, peak memory, the environment header, console tables.
+"""Measuring instruments: timing, peak memory, the environment header, console tables.
 
 Used by ``sweep --dry-run --measure``, the doctor and the benchmark scripts (benchmarks/).
 
