@@ -16,6 +16,7 @@ from markupsafe import Markup
 from ablations.report.blocks import Block, Heading, Warnings, block_markdown, run_anchor
 from ablations.report.load import Experiment
 from ablations.report.render import fmt_duration
+from ablations.schema.record import CSV_COLUMNS
 
 _MD = MarkdownIt("commonmark").enable("table")
 _IMG = re.compile(r'src="([^":]+\.png)"')
@@ -73,9 +74,8 @@ def write_index_page(table: Any, path: Path) -> Path:
     return path
 
 
-_FIELDS = ("state", "fail_reason", "top1", "top5", "epochs_done", "steps_done", "params", "flops")
-_FIELDS += ("img_per_s", "peak_mem_mb", "device", "precision", "git_rev", "started_at")
-_FIELDS += ("finished_at", "run_dir", "deviations", "versions")
+# What the page lists of a record: its scalar fields, as runs.csv has them (one schema).
+_FIELDS = CSV_COLUMNS
 
 
 def run_records(exp: Experiment) -> list[dict[str, Any]]:
