@@ -128,7 +128,7 @@ def test_path_error_message():
 
 
 def test_record_holds_per_image_correctness_and_load(tmp_path):
-    rec = train(_cfg(max_steps=2), tmp_path)
+    rec = train(_cfg(epochs=1), tmp_path)  # a complete run: its last evaluation
     correct = decode_correct(rec.val_correct)
     assert correct is not None and correct.size == rec.val_images
     assert 100.0 * correct.mean() == pytest.approx(rec.top1)  # the floor's source is the top-1
