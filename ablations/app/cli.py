@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ablations.app.cli_args import build_parser, sweep_options
+from ablations.app.cli_args import build_parser, sweep_command_line, sweep_options
 from ablations.schema.errors import ConfigError
 
 EXIT_CONFIG, EXIT_IO, EXIT_INTERRUPTED = 2, 1, 130
@@ -145,13 +145,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ablations.report import build_report, write_index
-    from ablations.sweep import SweepError, rows, worker
+    from ablations.sweep import rows, worker
     from ablations.tune.worker import resolve_tuned
 
     find_protocol(args)
     s = resolve_tuned(sweep_options(args), check_data=False)
     if not (s.exp_dir / "experiment.json").is_file():
-        raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
+        make = sweep_command_line(args, s.protocol)
+        raise ConfigError(f"{s.exp_dir} holds no sweep yet; make one with: {make}")
     rows.write_runs(s.exp_dir, worker.load_study(s))
     include = getattr(args, "include_truncated", False)
     print(f"report: {build_report(s.exp_dir, include_truncated=include)}")
