@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
-import pytest
+import csv
+import json
+import signal
+import sys
+import time
+from pathlib import Path
 
-from ablations.app.cli import main
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
+from ablations.app.cli import main  # noqa: E402
+from tests.postgres import REPO, run_cli, start_cli  # noqa: E402
 
 DRY = ["sweep", "table2", "--protocol", "smoke", "--dry-run", "--variants", "uni"]
 
@@ -45,3 +55,53 @@ def test_report_before_any_sweep_names_the_command_that_makes_one(capsys, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no sweep yet" in err, err
     assert f"vil-ablate sweep table2 --protocol smoke --results {tmp_path} --seeds 0,1" in err
+
+
+def _three(tmp_path: Path) -> Path:
+    """uni, bi, alternating x 2 seeds; bi trains 8 epochs so that Ctrl-C lands inside it."""
+    spec = yaml.safe_load((REPO / "ablations" / "experiments.yaml").read_text())
+    bi = {"name": "bi", "set": {"train.epochs": 8}}
+    spec["experiments"] = {"three": {
+        "axis": "traversal", "reference": "alternating", "seeds": [0, 1],
+        "variants": [{"name": "uni", "pooling": "last"}, bi, "alternating"],
+    }}  # fmt: skip
+    path = tmp_path / "experiments.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _states(exp: Path) -> dict[str, str]:
+    rows = csv.DictReader(open(exp / "runs.csv"))
+    return {f"{r['variant']}-s{r['seed']}": r["state"] for r in rows}
+
+
+@pytest.mark.slow
+def test_resuming_a_subset_leaves_the_other_points_to_the_full_grid(tmp_path):
+    results = tmp_path / "r"
+    base = ["sweep", "three", "--experiments", str(_three(tmp_path)), "--protocol", "smoke",
+            "--results", str(results), "--plain", "--no-report"]  # fmt: skip
+    exp = results / "smoke" / "three"
+    proc = start_cli(*base, log=tmp_path / "first.log")
+    ckpt = exp / "runs" / "bi-s0" / "checkpoint.pt"
+    deadline = time.time() + 180
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-3000:]
+    assert _states(exp) == {"uni-s0": "COMPLETE", "uni-s1": "COMPLETE", "bi-s0": "INTERRUPTED",
+                            "bi-s1": "WAITING", "alternating-s0": "WAITING",
+                            "alternating-s1": "WAITING"}  # fmt: skip
+    part = run_cli(*base, "--variants", "uni,alternating")
+    assert part.returncode == 0, part.stdout[-2000:] + part.stderr[-2000:]
+    assert "KeyError" not in part.stderr and "bi-s" not in part.stderr.split("COMPLETE")[0]
+    states = _states(exp)
+    assert states["bi-s0"] == "INTERRUPTED" and states["bi-s1"] == "WAITING", states
+    assert {states[f"alternating-s{s}"] for s in (0, 1)} == {"COMPLETE"}
+    full = run_cli(*base)
+    assert full.returncode == 0, full.stdout[-2000:] + full.stderr[-2000:]
+    assert set(_states(exp).values()) == {"COMPLETE"}
+    resumed = json.loads((exp / "runs" / "bi-s0" / "result.json").read_text())
+    assert resumed["state"] == "COMPLETE" and resumed["resumed_from"]["global"] > 0
+    fresh = json.loads((exp / "runs" / "bi-s1" / "result.json").read_text())
+    assert fresh["state"] == "COMPLETE" and fresh["resumed_from"]["global"] == 0
+    assert "uni-s0: epoch" not in full.stderr + full.stdout  # finished points: not retrained
