@@ -105,3 +105,57 @@ def test_resuming_a_subset_leaves_the_other_points_to_the_full_grid(tmp_path):
     fresh = json.loads((exp / "runs" / "bi-s1" / "result.json").read_text())
     assert fresh["state"] == "COMPLETE" and fresh["resumed_from"]["global"] == 0
     assert "uni-s0: epoch" not in full.stderr + full.stdout  # finished points: not retrained
+
+
+def _broken_folder(tmp_path: Path, capsys) -> tuple[list[str], Path]:
+    """The folder today's bug left: uni-s0 COMPLETE, bi-s0's trial told FAIL (KeyError) by a
+    worker that had no config for it (no run record), alternating-s0 asked for, never queued."""
+    from ablations.schema.files import read_json, write_json
+    from ablations.study import sweep_study
+    from ablations.sweep import SweepOptions, resolve
+
+    where = ["table2", "--protocol", "smoke", "--results", str(tmp_path), "--seeds", "0"]
+    assert main(["sweep", *where, "--variants", "uni", "--no-report", "--plain"]) == 0
+    s = resolve(SweepOptions("table2", "smoke", tmp_path, seeds=[0], variants=["bi"]), False)
+    study, lock = sweep_study.open_study(s.place)
+    sweep_study.enqueue(study, lock, s.fingerprints, initial=True)
+    trial = sweep_study.next_trial(study, lock, 60, s.fingerprints)
+    sweep_study.tell(study, trial, None, "error", "KeyError: Point(variant='bi', seed=0)")
+    exp = s.exp_dir
+    meta = read_json(exp / "experiment.json")
+    meta["points"] += ["bi-s0", "alternating-s0"]
+    meta["variants"] += ["bi", "alternating"]
+    write_json(exp / "experiment.json", meta)
+    capsys.readouterr()
+    return where, exp
+
+
+def test_status_and_report_agree_on_failed_and_missing_points(tmp_path, capsys, one_thread):
+    import pandas as pd
+
+    where, exp = _broken_folder(tmp_path, capsys)
+    assert main(["status", *where]) == 0
+    shown = {tuple(line.split()[:3]) for line in capsys.readouterr().out.splitlines()}
+    want = {("uni", "s0", "COMPLETE"), ("bi", "s0", "FAIL"), ("alternating", "s0", "MISSING")}
+    assert want <= shown
+    assert main(["report", *where]) == 0
+    status = pd.read_csv(exp / "table_status.csv").set_index("variant")
+    assert (status.loc["bi", "fail"], status.loc["alternating", "missing"]) == (1, 1)
+    fails = pd.read_csv(exp / "table_failures.csv").set_index("variant")
+    assert fails.loc["bi", "state"] == "FAIL" and "KeyError" in fails.loc["bi", "fail_reason"]
+    assert fails.loc["alternating", "state"] == "MISSING"
+    page = (exp / "report.md").read_text()
+    assert "No failed run" not in page and "| alternating | 0 | MISSING |" in page
+
+
+def test_exit_0_only_when_every_point_of_the_grid_completed(tmp_path, capsys, one_thread):
+    where, _ = _broken_folder(tmp_path, capsys)
+    grid = [*where, "--variants", "uni,bi", "--no-report", "--plain"]
+    assert main(["sweep", *grid]) == 1  # bi-s0 failed: kept (a failure is a result) -> exit 1
+    err = capsys.readouterr().err
+    assert "FAILED bi-s0: KeyError" in err
+    assert "not named by this command, left as they were: alternating-s0 MISSING" in err
+    again = f"vil-ablate sweep table2 --protocol smoke --results {tmp_path} --variants uni,bi"
+    assert f"recover them with: {again} --seeds 0 --retry-failed" in err
+    assert main(["sweep", *grid, "--retry-failed"]) == 0
+    assert "not complete" not in capsys.readouterr().err

@@ -156,12 +156,17 @@ def status_counts(exp: Experiment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MISSING_REASON = "no run record and no trial: never trained (the next `sweep` naming it trains it)"
+
+
 def failures(exp: Experiment) -> pd.DataFrame:
-    """Failed runs and any run that states a failure reason, with that reason."""
+    """Failed and MISSING grid points, and any run that states a failure reason, with it."""
     r = exp.runs
     stated = (r["fail_reason"].str.strip() != "") & (r["state"] != "TRUNCATED")  # not a failure
-    bad = r[(r["state"] == "FAIL") | stated]
+    bad = r[r["state"].isin(("FAIL", "MISSING")) | stated]
     out = bad[["variant", "seed", "state", "fail_reason", "epochs_done"]].copy()
+    missing = (out["state"] == "MISSING") & (out["fail_reason"] == "")
+    out.loc[missing, "fail_reason"] = MISSING_REASON
     out["fail_reason"] = out["fail_reason"].replace("", "(no reason recorded)")
     return out.reset_index(drop=True)
 

@@ -144,6 +144,6 @@ def tell(
     return "interrupted" if kind == "interrupted" else "fail"
 
 
-def live_states(place: Place) -> dict[tuple[str, int], tuple[str, str]]:
-    """(variant, seed) -> (state, fail kind) of each point's latest trial (none: {})."""
+def live_states(place: Place) -> dict[tuple[str, int], tuple[str, str, str]]:
+    """(variant, seed) -> (state, fail kind, reason) of each point's latest trial (none: {})."""
     return queue.live_states(load_study(place))
