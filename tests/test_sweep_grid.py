@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
+import os
 import signal
 import sys
 import time
@@ -159,3 +162,106 @@ def test_exit_0_only_when_every_point_of_the_grid_completed(tmp_path, capsys, on
     assert f"recover them with: {again} --seeds 0 --retry-failed" in err
     assert main(["sweep", *grid, "--retry-failed"]) == 0
     assert "not complete" not in capsys.readouterr().err
+
+
+# A read-only folder, simulated: tests run as root here, and root ignores permission bits
+# (chmod 555 would not stop it); mounting needs privileges CI lacks. An audit hook (PEP 578)
+# refuses, as a read-only mount does (EROFS), every write under the folder: opening a file
+# for writing, making, renaming or removing anything. It sees every file operation of this
+# process, whatever library makes it (Optuna's journal, pandas, matplotlib).
+_READ_ONLY: list[str] = []
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_CHANGES = ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.symlink", "os.link",
+            "os.chmod", "os.truncate", "os.utime", "shutil.rmtree")  # fmt: skip
+
+
+def _under(path: object) -> bool:
+    if not isinstance(path, str | bytes | os.PathLike):
+        return False
+    full = os.path.abspath(os.fsdecode(path))
+    return any(full == root or full.startswith(root + os.sep) for root in _READ_ONLY)
+
+
+def _refuse_writes(event: str, args: tuple) -> None:
+    if not _READ_ONLY:
+        return
+    if event == "open":
+        path, mode, flags = args
+        writes = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
+            isinstance(mode, str) and any(c in mode for c in "wax+")
+        )
+        hit = writes and _under(path)
+    elif event in _CHANGES:
+        hit = any(_under(a) for a in args[:2])
+    else:
+        return
+    if hit:
+        raise PermissionError(errno.EROFS, "Read-only file system (simulated)", str(args[0]))
+
+
+sys.addaudithook(_refuse_writes)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    _READ_ONLY.append(os.path.abspath(folder))
+    try:
+        yield
+    finally:
+        _READ_ONLY.pop()
+
+
+def test_the_simulated_read_only_folder_refuses_writes(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with read_only(tmp_path):
+        assert (tmp_path / "a.txt").read_text() == "x"
+        for write in (lambda: (tmp_path / "b.txt").write_text("y"),
+                      lambda: (tmp_path / "d").mkdir(), lambda: (tmp_path / "a.txt").unlink(),
+                      lambda: open(tmp_path / "a.txt", "a")):  # fmt: skip
+            with pytest.raises(PermissionError):
+                write()
+    from ablations.schema.files import unwritable
+
+    with read_only(tmp_path):
+        assert "Read-only file system" in unwritable(tmp_path / "not" / "yet")
+    assert unwritable(tmp_path / "not" / "yet") is None and not any(tmp_path.glob(".vil*"))
+
+
+def test_reading_a_read_only_results_folder_needs_no_writing(tmp_path, capsys, one_thread):
+    results = tmp_path / "results"
+    where = ["table2", "--protocol", "smoke", "--results", str(results), "--seeds", "0"]
+    assert main(["sweep", *where, "--variants", "uni", "--plain"]) == 0
+    exp = results / "smoke" / "table2"
+    before = sorted((p, p.stat().st_mtime_ns) for p in results.rglob("*"))
+    capsys.readouterr()
+    with read_only(results):
+        assert main(["status", *where]) == 0
+        out = capsys.readouterr().out
+        assert "COMPLETE" in out.splitlines()[0] and "not refreshed" in out
+        assert main(["report", *where, "--stdout"]) == 0
+        assert capsys.readouterr().out.startswith("# table2: ViL traversal ablation report")
+        assert main(["report", *where, "--out", str(tmp_path / "elsewhere")]) == 0
+        assert (tmp_path / "elsewhere" / "report.md").is_file()
+        assert (tmp_path / "elsewhere" / "runs.csv").is_file()
+        capsys.readouterr()
+        assert main(["compare", str(exp), str(exp), "--out", str(tmp_path / "cmp")]) == 0
+        assert (tmp_path / "cmp.md").is_file()
+        run = ["influence", "--run", str(exp / "runs" / "uni-s0"), "--images", "2", "--probes",
+               "1", "--inputs", "random"]  # fmt: skip
+        assert main([*run, "--out", str(tmp_path / "flow")]) == 0
+        capsys.readouterr()
+        for writes in (["report", *where], ["sweep", *where], ["sweep", *where, "--dry-run"],
+                       run):  # fmt: skip
+            assert main(writes) == 2, writes
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Read-only file system" in err, (writes, err)
+    assert sorted((p, p.stat().st_mtime_ns) for p in results.rglob("*")) == before
+
+
+def test_a_results_path_that_is_a_file_fails_sweep_and_dry_run_alike(tmp_path, capsys):
+    (tmp_path / "results").write_text("not a folder")
+    where = ["table2", "--protocol", "smoke", "--results", str(tmp_path / "results")]
+    for cmd in (["sweep", *where], ["sweep", *where, "--dry-run"]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'results'} is a file, not a folder" in err and err.count("\n") == 1

@@ -105,6 +105,11 @@ def _run_commands(sub: Any) -> None:
         p.add_argument("experiment")
         _common(p)
         _sweep_only(p, shown=name == "report")
+    p.add_argument("--out", metavar="DIR",
+                   help="write the report (and its runs.csv) there; the experiment folder is "
+                        "only read (default: the experiment folder)")  # fmt: skip
+    p.add_argument("--stdout", action="store_true",
+                   help="print report.md, write nothing (figures are left out)")  # fmt: skip
 
 
 def _other_commands(sub: Any) -> None:

@@ -34,6 +34,12 @@ class Experiment:
     runs: pd.DataFrame
     records: list[RunRecord] = field(default_factory=list)  # the result.json of every run
     include_truncated: bool = False  # --include-truncated: TRUNCATED runs count as results
+    out_dir: Path | None = None  # where the report goes (report --out); None: exp_dir
+
+    @property
+    def write_dir(self) -> Path:
+        """The folder the report's files are written to (exp_dir is only read)."""
+        return self.out_dir if self.out_dir is not None else self.exp_dir
 
     @property
     def result_states(self) -> tuple[str, ...]:
@@ -134,11 +140,14 @@ def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     return _normalise(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True))
 
 
-def load_experiment(exp_dir: Path, include_truncated: bool = False) -> Experiment:
-    """Read ``exp_dir``; a missing runs.csv means every grid point is MISSING."""
+def load_experiment(
+    exp_dir: Path, include_truncated: bool = False, runs_csv: Path | None = None
+) -> Experiment:
+    """Read ``exp_dir`` (``runs_csv``: its runs.csv written elsewhere, e.g. beside a report
+    of a read-only folder); a missing runs.csv means every grid point is MISSING."""
     exp_dir = Path(exp_dir)
     meta = json.loads((exp_dir / "experiment.json").read_text())
-    csv = exp_dir / "runs.csv"
+    csv = Path(runs_csv) if runs_csv is not None else exp_dir / "runs.csv"
     runs = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame()
     runs = _complete_grid(_normalise(runs), meta)
     return Experiment(exp_dir, meta, runs.reset_index(drop=True), read_all(exp_dir),

@@ -126,23 +126,26 @@ def _table_md(table: Table) -> str:
     return f"**{table.caption}**\n\n{to_markdown(table)}"
 
 
-def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
-    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``exp_dir``
-    (``include_truncated``: TRUNCATED runs count as results, with a warning)."""
+def build_report(exp_dir: Path, include_truncated: bool = False, out: Path | None = None) -> Path:
+    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` of ``exp_dir`` into
+    ``out`` (default: ``exp_dir``; elsewhere, with the runs.csv found there: a read-only
+    results folder is only read). ``include_truncated``: TRUNCATED runs count as results."""
     exp_dir = Path(exp_dir)
-    exp = load_experiment(exp_dir, include_truncated)
+    out = Path(out) if out is not None else exp_dir
+    exp = load_experiment(exp_dir, include_truncated, out / "runs.csv")
+    exp.out_dir = out
     main = main_frame(exp)
     tables = {"main": (main, main_table(exp, main))}
     diffs = diff_frame(exp)
     tables["diff"] = (diffs, diff_table(exp, diffs))
     tables["status"] = status_table(exp)
     for key, (frame, table) in tables.items():
-        write_table(frame, table, exp_dir / f"table_{key}")
-    failures(exp).to_csv(exp_dir / "table_failures.csv", index=False)
+        write_table(frame, table, out / f"table_{key}")
+    failures(exp).to_csv(out / "table_failures.csv", index=False)
     found = findings(exp)
-    pd.DataFrame(findings_rows(found)).to_csv(exp_dir / "findings.csv", index=False)
-    figs = all_plots(exp, main, exp_dir / FIG_DIR)
-    paths = _paths_figure(exp, exp_dir / FIG_DIR)
+    pd.DataFrame(findings_rows(found)).to_csv(out / "findings.csv", index=False)
+    figs = all_plots(exp, main, out / FIG_DIR)
+    paths = _paths_figure(exp, out / FIG_DIR)
 
     parts = [f"# {exp.name}: ViL {exp.axis} ablation report\n"]
     parts += [w for w in (top_warnings(exp),) if w]
@@ -155,14 +158,14 @@ def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
     parts.append("## Figures\n")
     titles = {"top1": "Top-1 per variant", "top1_vs_gflops": "Top-1 vs GFLOPs (forward, per image)"}
     titles |= {"top1_vs_throughput": "Top-1 vs throughput", "learning_curves": "Learning curves"}
-    parts += [_fig(titles[k], v, exp_dir) for k, v in figs.items()]
+    parts += [_fig(titles[k], v, out) for k, v in figs.items()]
     if paths:
-        parts.append(_fig("Traversal paths", paths, exp_dir))
-    parts.append(tuning_section(exp, exp_dir / FIG_DIR))
+        parts.append(_fig("Traversal paths", paths, out))
+    parts.append(tuning_section(exp, out / FIG_DIR))
     parts.append(influence_section(exp_dir))  # "" until `vil-ablate influence EXP` ran
     parts += ["## Run status\n", _table_md(tables["status"][1]), "### Failures\n"]
     parts.append(_failures_md(exp))
-    page = exp_dir / "report.md"
+    page = out / "report.md"
     page.write_text("\n".join(parts))
     return page
 

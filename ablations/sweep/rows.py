@@ -52,9 +52,9 @@ def _overlay(rec: RunRecord, trial_state: str, kind: str, reason: str) -> None:
             rec.state, rec.fail_reason = "FAIL", LOST_REASON if lost else reason or kind
 
 
-def write_runs(exp_dir: Path, study: Any = None) -> Path:
-    """Rewrite ``exp_dir/runs.csv`` from the records (see ``collect``)."""
-    path = Path(exp_dir) / "runs.csv"
+def write_runs(exp_dir: Path, study: Any = None, path: Path | None = None) -> Path:
+    """Rewrite ``exp_dir/runs.csv`` (or ``path``) from the records (see ``collect``)."""
+    path = Path(path) if path is not None else Path(exp_dir) / "runs.csv"
     runs.write_runs_csv(path, collect(exp_dir, study))
     return path
 
