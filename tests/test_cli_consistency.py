@@ -33,7 +33,7 @@ def test_status_and_report_take_the_sweeps_command_line(tmp_path, capsys):
              "--plain", "--heartbeat", "5", "--retry-failed", "--no-report"]  # fmt: skip
     assert main(["status", *sweep]) == 0
     assert "not started" in capsys.readouterr().out
-    assert main(["report", *sweep]) == 1  # parsed; nothing swept yet (one line, exit 1)
+    assert main(["report", *sweep]) == 2  # parsed; nothing swept yet (one line, exit 2)
     assert "holds no sweep" in capsys.readouterr().err
 
 

@@ -191,7 +191,11 @@ def test_status_counts_and_failures(table2):
     page = (table2 / "report.md").read_text()
     assert "CUDA out of memory at epoch 3" in page and r"loss is NaN \| diverged" in page
     fails = pd.read_csv(table2 / "table_failures.csv")
-    assert set(fails["fail_reason"]) == {"CUDA out of memory at epoch 3", "loss is NaN | diverged"}
+    from ablations.report.load import MISSING_REASON  # a MISSING point is listed too (#35)
+
+    assert set(fails["fail_reason"]) == {"CUDA out of memory at epoch 3", "loss is NaN | diverged",
+                                         MISSING_REASON}  # fmt: skip
+    assert fails[fails["state"] == "MISSING"]["variant"].tolist() == ["quad"]
 
 
 def test_every_figure_is_written_and_linked(table2):

@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ablations.app.cli_args import build_parser, sweep_options
+from ablations.app.cli_args import build_parser, sweep_command_line, sweep_options
 from ablations.schema.errors import ConfigError
 
 EXIT_CONFIG, EXIT_IO, EXIT_INTERRUPTED = 2, 1, 130
@@ -127,23 +127,28 @@ def find_protocol(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ablations.schema.files import unwritable
     from ablations.sweep import rows, worker
     from ablations.tune.worker import resolve_tuned
 
     find_protocol(args)
     s = resolve_tuned(sweep_options(args), check_data=False)
     if not s.exp_dir.is_dir():
-        print(f"{s.study_name}: not started ({s.exp_dir} does not exist)")
+        print(f"{s.study_name}: not started ({s.exp_dir} does not exist); start it with: "
+              f"{sweep_command_line(args, s.protocol)}")  # fmt: skip
         return 0
     study = worker.load_study(s)
-    path = rows.write_runs(s.exp_dir, study)
-    records = rows.collect(s.exp_dir, study)
+    records = rows.collect(s.exp_dir, study)  # reading only: a read-only folder is fine
     for r in records:
         top1 = f"{r.top1:.2f}" if isinstance(r.top1, float) else ""
         print(f"{r.variant:<20} s{r.seed:<4} {r.state:<11} {top1:>7} {r.fail_reason or ''}")
     counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print(f"runs: {path}")
+    why = unwritable(s.exp_dir)
+    if why is None:
+        print(f"runs: {rows.write_runs(s.exp_dir, study)}")
+    else:
+        print(f"runs: {s.exp_dir / 'runs.csv'} not refreshed ({why})")
     from ablations.study.tune import summary_lines
 
     for line in summary_lines(s.place, s.exp.variant_names):  # tune studies, where there are any
@@ -153,19 +158,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ablations.report import build_report, write_index
-    from ablations.sweep import SweepError, rows, worker
+    from ablations.schema.files import unwritable
+    from ablations.sweep import rows, worker
     from ablations.tune.worker import resolve_tuned
 
     find_protocol(args)
     s = resolve_tuned(sweep_options(args), check_data=False)
     if not (s.exp_dir / "experiment.json").is_file():
-        raise SweepError(f"{s.exp_dir} holds no sweep: run `sweep {s.exp.name}` first")
-    rows.write_runs(s.exp_dir, worker.load_study(s))
+        make = sweep_command_line(args, s.protocol)
+        raise ConfigError(f"{s.exp_dir} holds no sweep yet; make one with: {make}")
     include = getattr(args, "include_truncated", False)
-    page = build_report(s.exp_dir, include_truncated=include)
+    if getattr(args, "stdout", False):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="vil-ablate-report-") as tmp:
+            rows.write_runs(s.exp_dir, worker.load_study(s), Path(tmp) / "runs.csv")
+            print(build_report(s.exp_dir, include, Path(tmp)).read_text())
+        return 0
+    out = Path(args.out) if getattr(args, "out", None) else s.exp_dir
+    why = unwritable(out)
+    if why is not None:
+        raise ConfigError(f"report: {out}: {why}; pass --out DIR (elsewhere) or --stdout")
+    rows.write_runs(s.exp_dir, worker.load_study(s), out / "runs.csv" if out != s.exp_dir else None)
+    page = build_report(s.exp_dir, include, out if out != s.exp_dir else None)
     print(f"report: {page}")
     print(f"html: {page.with_suffix('.html')}")
-    print(f"index: {write_index(Path(args.results))}")
+    if out == s.exp_dir:  # the index links the reports in the results folder
+        print(f"index: {write_index(Path(args.results))}")
     return 0
 
 

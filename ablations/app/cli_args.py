@@ -116,6 +116,11 @@ def _run_commands(sub: Any) -> None:
         p.add_argument("experiment")
         _common(p)
         _sweep_only(p, shown=name == "report")
+    p.add_argument("--out", metavar="DIR",
+                   help="write the report (and its runs.csv) there; the experiment folder is "
+                        "only read (default: the experiment folder)")  # fmt: skip
+    p.add_argument("--stdout", action="store_true",
+                   help="print report.md, write nothing (figures are left out)")  # fmt: skip
 
 
 def _other_commands(sub: Any) -> None:
@@ -159,12 +164,34 @@ def _other_commands(sub: Any) -> None:
 
 
 def _seeds(text: str | None) -> list[int] | None:
-    if not text:
+    """``--seeds``: distinct non-negative integers (None: not given, the experiment's)."""
+    if text is None:
         return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not text.strip():
+        raise ConfigError("--seeds: empty; give comma-separated non-negative integers, e.g. 0,1,2")
+    items = [s.strip() for s in text.split(",")]
+    bad = [s for s in items if not s.isdigit()]
+    if bad:
+        raise ConfigError(f"--seeds: expected comma-separated non-negative integers, got "
+                          f"{text!r} ({bad[0]!r} is not one)")  # fmt: skip
+    return [int(s) for s in _distinct("--seeds", items)]
+
+
+def _variants(text: str | None) -> list[str] | None:
+    """``--variants``: distinct names (None: not given, all of the experiment's)."""
+    if text is None:
+        return None
+    items = [v.strip() for v in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"--variants: expected comma-separated variant names, got {text!r}")
+    return _distinct("--variants", items)
+
+
+def _distinct(flag: str, items: list[str]) -> list[str]:
+    twice = sorted({s for s in items if items.count(s) > 1}, key=items.index)
+    if twice:
+        raise ConfigError(f"{flag}: {', '.join(twice)} given twice; each once")
+    return items
 
 
 def sweep_options(args: argparse.Namespace) -> Any:
@@ -174,9 +201,26 @@ def sweep_options(args: argparse.Namespace) -> Any:
     return SweepOptions(
         experiment=args.experiment, protocol=args.protocol, results=Path(args.results),
         storage=args.storage, seeds=_seeds(args.seeds), device=args.device,
-        variants=[v for v in (args.variants or "").split(",") if v] or None,
+        variants=_variants(args.variants),
         rerun=getattr(args, "rerun", False), retry_failed=getattr(args, "retry_failed", False),
         overrides=parse_set(args.set), experiments_file=args.experiments,
         heartbeat_s=getattr(args, "heartbeat", 10), grace_s=getattr(args, "grace", 60),
         tuned=getattr(args, "tuned", False),
     )  # fmt: skip
+
+
+def sweep_command_line(args: argparse.Namespace, protocol: str, *extra: str) -> str:
+    """The ``sweep`` command for the grid that ``args`` name (the one that makes, resumes or
+    recovers it; ``extra``: flags to add, e.g. ``--retry-failed``)."""
+    import shlex
+
+    out = ["vil-ablate", "sweep", args.experiment]
+    for flag, value in (("--experiments", args.experiments), ("--protocol", protocol),
+                        ("--results", args.results), ("--storage", args.storage),
+                        ("--variants", args.variants), ("--seeds", args.seeds),
+                        ("--device", args.device)):  # fmt: skip
+        out += [flag, str(value)] if value is not None else []
+    for kv in args.set:
+        out += ["--set", kv]
+    out += ["--tuned"] if getattr(args, "tuned", False) else []
+    return shlex.join([*out, *extra])

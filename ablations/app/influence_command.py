@@ -25,7 +25,7 @@ from ablations.report.influence import FlowResult
 from ablations.report.influence_table import DIR, write_outputs
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import ConfigError, RunConfig, apply, parse_set, validate
-from ablations.schema.files import read_json
+from ablations.schema.files import read_json, unwritable
 from ablations.train import checkpoint as ckpt
 from ablations.train.runtime import seed_all
 from ablations.train.steps import build_model
@@ -239,4 +239,7 @@ def main(args: Any, sweep: Any = None) -> list[Path]:
         targets, out = traversal_targets(proto, names, overrides), Path(args.results) / DIR
     opts = Options(args.images, args.inputs, args.probes, chunk=args.chunk,
                    device=args.device or "cpu")  # fmt: skip
+    why = unwritable(Path(args.out or out))  # before any work: one line, not a traceback
+    if why is not None:
+        raise ConfigError(f"influence: {Path(args.out or out)}: {why}; pass --out DIR elsewhere")
     return run(targets, opts, Path(args.out or out), _command(args))

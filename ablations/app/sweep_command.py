@@ -1,6 +1,8 @@
 """The ``sweep`` command: early checks, signals, DDP set-up, local worker processes,
-runs.csv, the report and the exit code at the end (0 all complete or TRUNCATED by the budget
-asked for, 1 any point failed, 130 interrupted).
+runs.csv, the report and the exit code at the end (0 every point of the command's grid
+COMPLETE or TRUNCATED by the budget asked for, 1 any point of it FAIL, MISSING or left
+INTERRUPTED / WAITING, 130 interrupted), with a line naming those points and the command
+that recovers them.
 
 Ctrl-C / SIGTERM: the first one stops every worker at its next step boundary (checkpoint,
 trial marked FAIL "interrupted", re-enqueued by the next ``sweep``, which resumes it); a
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ablations.app.cli_args import sweep_command_line
 from ablations.app.progress import make_progress
 from ablations.report import build_report, write_index
 from ablations.schema import imports
@@ -91,7 +94,7 @@ def spawn(s: spec.Sweep, n: int, argv: list[str], threads: int) -> list[subproce
 
 
 def run(s: spec.Sweep, args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    """Run the sweep command; returns the exit code (0, 1 failed points, 130 interrupted)."""
+    """Run the sweep command; returns the exit code (0, 1 points not done, 130 interrupted)."""
     distributed = init_distributed()
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
@@ -125,15 +128,15 @@ def run(s: spec.Sweep, args: argparse.Namespace, argv: list[str] | None = None) 
         dist.destroy_process_group()
     if rank != 0 or args.child:
         return 130 if outcome == "interrupted" or stop.is_set() else 0
-    failed = _finish(s, args)
+    not_done = _finish(s, args)
     if outcome == "interrupted" or stop.is_set():
         return 130
-    return 1 if failed else 0
+    return 1 if not_done else 0
 
 
 def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
     """runs.csv, the report (its failure never loses results), where everything went, and one
-    line per failed point of this command's grid; returns how many failed."""
+    line per point of this command's grid that is not done; returns how many there are."""
     study = worker.load_study(s)
     runs = rows.write_runs(s.exp_dir, study)
     records = rows.collect(s.exp_dir, study)
@@ -153,16 +156,48 @@ def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
         except Exception as e:  # the results are on disk already; say what failed
             log.error("report failed (results are safe in %s): %s: %s", s.exp_dir,
                       type(e).__name__, e)  # fmt: skip
-    mine = {(p.variant, p.seed) for p in s.grid}
+    return _not_done_lines(s, args, records)
+
+
+DONE = ("COMPLETE", "TRUNCATED")  # TRUNCATED: stopped by the budget the command gave it
+
+
+def _not_done_lines(s: spec.Sweep, args: argparse.Namespace, records: list) -> int:
+    """One line per point of this command's grid that is not done, and the command that
+    recovers them; returns how many there are."""
+    mine = {(p.variant, p.seed): p for p in s.grid}
+    by_point = {r.point: r for r in records}
     for r in records:
         if r.point in mine and r.state == "TRUNCATED":
             print(f"TRUNCATED {r.variant}-s{r.seed}: {r.fail_reason}; not a result (left out "
                   "of the report); the next sweep retrains it", file=sys.stderr)  # fmt: skip
-    failed = [r for r in records if r.point in mine and r.state == "FAIL"]
-    for r in failed:
-        reason = " ".join(str(r.fail_reason or "no reason recorded").split())[:300]
-        print(f"FAILED {r.variant}-s{r.seed}: {reason}", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} point(s) failed; fix the cause, then run the same command with "
-              "--retry-failed", file=sys.stderr)  # fmt: skip
-    return len(failed)
+    bad = []
+    for point, p in mine.items():
+        r = by_point.get(point)
+        state = r.state if r is not None else "MISSING"
+        if state in DONE:
+            continue
+        shown = "FAILED" if state == "FAIL" else state
+        reason = " ".join(str((r.fail_reason if r else "") or _why(state)).split())[:300]
+        print(f"{shown} {p.name}: {reason}", file=sys.stderr)
+        bad.append((p.name, state))
+    others = [f"{r.variant}-s{r.seed} {r.state}" for r in records
+              if r.point not in mine and r.state not in DONE]  # fmt: skip
+    if others:
+        print(f"not named by this command, left as they were: {', '.join(others)}",
+              file=sys.stderr)  # fmt: skip
+    if bad:
+        extra = ["--retry-failed"] if any(state == "FAIL" for _, state in bad) else []
+        names = ", ".join(f"{n} {st}" for n, st in bad)
+        again = sweep_command_line(args, s.protocol, *extra)
+        print(f"{len(bad)} point(s) of this command's grid not complete ({names}); "
+              f"recover them with: {again}", file=sys.stderr)  # fmt: skip
+    return len(bad)
+
+
+def _why(state: str) -> str:
+    return {"INTERRUPTED": "stopped; the next sweep resumes it from its checkpoint",
+            "WAITING": "not started; the next sweep trains it",
+            "RUNNING": "still running in another worker",
+            "MISSING": "no trial and no run record; the next sweep trains it"}.get(
+        state, "no reason recorded")  # fmt: skip

@@ -41,6 +41,12 @@ class Experiment:
     runs: pd.DataFrame
     records: list[RunRecord] = field(default_factory=list)  # the result.json of every run
     include_truncated: bool = False  # --include-truncated: TRUNCATED runs count as results
+    out_dir: Path | None = None  # where the report goes (report --out); None: exp_dir
+
+    @property
+    def write_dir(self) -> Path:
+        """The folder the report's files are written to (exp_dir is only read)."""
+        return self.out_dir if self.out_dir is not None else self.exp_dir
 
     @property
     def result_states(self) -> tuple[str, ...]:
@@ -153,11 +159,14 @@ def _complete_grid(runs: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     return _normalise(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True))
 
 
-def load_experiment(exp_dir: Path, include_truncated: bool = False) -> Experiment:
-    """Read ``exp_dir``; a missing runs.csv means every grid point is MISSING."""
+def load_experiment(
+    exp_dir: Path, include_truncated: bool = False, runs_csv: Path | None = None
+) -> Experiment:
+    """Read ``exp_dir`` (``runs_csv``: its runs.csv written elsewhere, e.g. beside a report
+    of a read-only folder); a missing runs.csv means every grid point is MISSING."""
     exp_dir = Path(exp_dir)
     meta = json.loads((exp_dir / "experiment.json").read_text())
-    csv = exp_dir / "runs.csv"
+    csv = Path(runs_csv) if runs_csv is not None else exp_dir / "runs.csv"
     runs = pd.read_csv(csv) if csv.exists() and csv.stat().st_size else pd.DataFrame()
     runs = _complete_grid(_normalise(runs), meta)
     return Experiment(exp_dir, meta, runs.reset_index(drop=True), read_all(exp_dir),
@@ -175,12 +184,17 @@ def status_counts(exp: Experiment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MISSING_REASON = "no run record and no trial: never trained (the next `sweep` naming it trains it)"
+
+
 def failures(exp: Experiment) -> pd.DataFrame:
-    """Failed runs and any run that states a failure reason, with that reason."""
+    """Failed and MISSING grid points, and any run that states a failure reason, with it."""
     r = exp.runs
     stated = (r["fail_reason"].str.strip() != "") & (r["state"] != "TRUNCATED")  # not a failure
-    bad = r[(r["state"] == "FAIL") | stated]
+    bad = r[r["state"].isin(("FAIL", "MISSING")) | stated]
     out = bad[["variant", "seed", "state", "fail_reason", "epochs_done"]].copy()
+    missing = (out["state"] == "MISSING") & (out["fail_reason"] == "")
+    out.loc[missing, "fail_reason"] = MISSING_REASON
     out["fail_reason"] = out["fail_reason"].replace("", "(no reason recorded)")
     return out.reset_index(drop=True)
 

@@ -148,30 +148,33 @@ def _failures(exp: Experiment) -> list[Block]:
     return [TableBlock(table, "failures", caption=False), Text(full)]
 
 
-def build_report(exp_dir: Path, include_truncated: bool = False) -> Path:
-    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``exp_dir``
-    (``include_truncated``: TRUNCATED runs count as results, with a warning)."""
+def build_report(exp_dir: Path, include_truncated: bool = False, out: Path | None = None) -> Path:
+    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` of ``exp_dir`` into
+    ``out`` (default: ``exp_dir``; elsewhere, with the runs.csv found there: a read-only
+    results folder is only read). ``include_truncated``: TRUNCATED runs count as results."""
     exp_dir = Path(exp_dir)
-    exp = load_experiment(exp_dir, include_truncated)
+    out = Path(out) if out is not None else exp_dir
+    exp = load_experiment(exp_dir, include_truncated, out / "runs.csv")
+    exp.out_dir = out
     main = main_frame(exp)
     tables = {"main": (main, main_table(exp, main))}
     diffs = diff_frame(exp)
     tables["diff"] = (diffs, diff_table(exp, diffs))
     tables["status"] = status_table(exp)
     for key, (frame, table) in tables.items():
-        write_table(frame, table, exp_dir / f"table_{key}")
-    failures(exp).to_csv(exp_dir / "table_failures.csv", index=False)
+        write_table(frame, table, out / f"table_{key}")
+    failures(exp).to_csv(out / "table_failures.csv", index=False)
     found = findings(exp)
-    pd.DataFrame(findings_rows(found)).to_csv(exp_dir / "findings.csv", index=False)
-    figs = all_plots(exp, main, exp_dir / FIG_DIR)
-    paths = _paths_figure(exp, exp_dir / FIG_DIR)
+    pd.DataFrame(findings_rows(found)).to_csv(out / "findings.csv", index=False)
+    figs = all_plots(exp, main, out / FIG_DIR)
+    paths = _paths_figure(exp, out / FIG_DIR)
     paths = {"traversal_paths": paths} if paths else {}
-    forest = {"forest": plot_forest(exp, diffs, MARGIN, exp_dir / FIG_DIR / "forest")}
+    forest = {"forest": plot_forest(exp, diffs, MARGIN, out / FIG_DIR / "forest")}
 
-    blocks = report_blocks(exp, tables, found, forest | figs | paths, exp_dir)
-    page = exp_dir / "report.md"
+    blocks = report_blocks(exp, tables, found, forest | figs | paths, out)
+    page = out / "report.md"
     page.write_text(page_markdown(blocks))
-    write_page(blocks, exp_dir / "report.html", run_records(exp))
+    write_page(blocks, out / "report.html", run_records(exp))
     return page
 
 

@@ -95,10 +95,10 @@ def write_data_files(exp: Experiment) -> list[str]:
         return []
     data = recs[0].data
     names = [str(n) for n in data.get("class_names") or []]
-    (exp.exp_dir / DATA_FILES["classes"]).write_text("".join(f"{n}\n" for n in names))
-    _write_counts(exp.exp_dir / DATA_FILES["counts"], names, data)
+    (exp.write_dir / DATA_FILES["classes"]).write_text("".join(f"{n}\n" for n in names))
+    _write_counts(exp.write_dir / DATA_FILES["counts"], names, data)
     skipped = _skipped(recs)
-    _write_rows(exp.exp_dir / DATA_FILES["skipped"], ["split", "path", "reason"], skipped)
+    _write_rows(exp.write_dir / DATA_FILES["skipped"], ["split", "path", "reason"], skipped)
     counts = DATA_FILES["counts"]
     link = f"[{DATA_FILES['skipped']}]({DATA_FILES['skipped']})"
     return [f"- per-class counts: [{counts}]({counts}); skipped files: {len(skipped)} ({link})"]

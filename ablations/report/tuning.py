@@ -77,7 +77,7 @@ def tuning_section(exp: Experiment, fig_dir: Path) -> str:
     lines += [f"\n> **Warning:** {w}" for w in edge_warnings(rows)]
     trials = tune_records(exp)
     if trials:
-        png, pdf = (p.relative_to(exp.exp_dir).as_posix()
+        png, pdf = (p.relative_to(exp.write_dir).as_posix()
                     for p in plot_sensitivity(trials, fig_dir / "tune_sensitivity"))  # fmt: skip
         lines += ["", "### Sensitivity: tuning top-1 vs lr", "", f"![sensitivity]({png})", "",
                   f"[PDF]({pdf})"]  # fmt: skip

@@ -65,6 +65,24 @@ def check_folder_creatable(path: Path, what: str) -> None:
                           "writable; pass a folder you can write")  # fmt: skip
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder`` (or where it would be created), None if they
+    can. A real test, not ``os.access``: a temp file is made and removed in the nearest
+    existing folder (root ignores permission bits; a read-only mount still refuses it)."""
+    here = Path(folder).absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        return f"{here} is a file, not a folder"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vil-ablate-write-test.", dir=here)
+    except OSError as e:
+        return f"cannot write in {here}: {e.strerror or type(e).__name__}"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)

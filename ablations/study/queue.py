@@ -115,17 +115,20 @@ def point_state(ts: list[FrozenTrial]) -> tuple[str, FrozenTrial | None]:
     return "MISSING", None
 
 
-def live_states(study: optuna.Study | None) -> dict[tuple[str, int], tuple[str, str]]:
-    """(variant, seed) -> (state, fail kind) of each point's latest trial, any config."""
+def live_states(study: optuna.Study | None) -> dict[tuple[str, int], tuple[str, str, str]]:
+    """(variant, seed) -> (state, fail kind, fail reason) of each point's latest trial, any
+    config."""
     if study is None:
         return {}
-    out: dict[tuple[str, int], tuple[str, str]] = {}
+    out: dict[tuple[str, int], tuple[str, str, str]] = {}
     latest: dict[tuple[str, int], int] = {}
     for t in study.get_trials(deepcopy=False):
         p = point_of(t)
         if p is None or latest.get((p.variant, p.seed), -1) > t.number:
             continue
         latest[(p.variant, p.seed)] = t.number
-        kind = fail_kind(t) if t.state == TrialState.FAIL else ""
-        out[(p.variant, p.seed)] = (t.state.name, kind)
+        failed = t.state == TrialState.FAIL
+        kind = fail_kind(t) if failed else ""
+        reason = str(t.user_attrs.get("fail_reason", "")) if failed else ""
+        out[(p.variant, p.seed)] = (t.state.name, kind, reason)
     return out

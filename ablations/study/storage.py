@@ -26,7 +26,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -136,8 +136,11 @@ def _create_rdb(url: str, attempts: int = 8) -> RDBStorage:
 class GridLock:
     """A study-wide mutex for enqueueing grid points (one holder at a time, any machine)."""
 
-    def __init__(self, url: str | None, exp_dir: Path, study_name: str) -> None:
+    def __init__(
+        self, url: str | None, exp_dir: Path, study_name: str, storage: BaseStorage | None = None
+    ) -> None:
         self.url, self.exp_dir, self.study_name = url, exp_dir, study_name
+        self.storage = storage  # the study's storage: claims a chosen WAITING trial
         self._engine = None
         if is_url(url) and str(url).split(":")[0].split("+")[0] in ("postgresql", "mysql"):
             import sqlalchemy
@@ -241,13 +244,30 @@ def _dead_here(worker: str | None) -> bool:
     return False
 
 
-def claim_waiting(study: optuna.Study, lock: GridLock) -> optuna.Trial | None:
-    """Take the oldest WAITING trial for this worker (RUNNING), or None when none waits.
+def claim_waiting(
+    study: optuna.Study,
+    lock: GridLock,
+    wanted: Callable[[optuna.trial.FrozenTrial], bool] | None = None,
+) -> optuna.Trial | None:
+    """Take the oldest WAITING trial that ``wanted`` accepts (RUNNING), or None.
 
-    ``study.ask()`` pops a waiting trial atomically; under the lock so that it is only
-    asked when one waits (with none it would create an empty trial).
+    Without ``wanted``: ``study.ask()`` pops the oldest WAITING one atomically; under the
+    lock so that it is only asked when one waits (with none it would create an empty trial).
+    With ``wanted`` (a sweep command's own grid points): the trial is set RUNNING through the
+    storage, as ``ask`` does it, which fails when another worker took it first; the trials of
+    points another command named stay WAITING for that command.
     """
     with lock.hold():
-        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            return None
-        return study.ask()
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if wanted is None or lock.storage is None:
+            return study.ask() if waiting else None
+        st = lock.storage
+        study_id = st.get_study_id_from_name(study.study_name)
+        for t in (t for t in waiting if wanted(t)):
+            trial_id = st.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            try:
+                if st.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return optuna.Trial(study, trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # finished meanwhile elsewhere
+        return None

@@ -36,12 +36,12 @@ class Place:
 def open_study(place: Place) -> tuple[Study, storage.GridLock]:
     """The experiment's study (created on first use) and its grid lock."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = storage.open_storage(place.storage, place.exp_dir)
     study = optuna.create_study(
-        study_name=place.name, storage=storage.open_storage(place.storage, place.exp_dir),
-        direction="maximize", load_if_exists=True,
+        study_name=place.name, storage=st, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.RandomSampler(seed=0),  # never consulted: every point is fixed
     )  # fmt: skip
-    return study, storage.GridLock(place.storage, place.exp_dir, place.name)
+    return study, storage.GridLock(place.storage, place.exp_dir, place.name, st)
 
 
 def load_study(place: Place) -> Study | None:
@@ -99,11 +99,20 @@ def work_left(study: Study, fingerprints: dict[Point, str]) -> bool:
     return False
 
 
-def next_trial(study: Study, lock: storage.GridLock, grace_s: float) -> Trial | None:
-    """Fail stale trials, then claim the oldest WAITING one (None when none waits)."""
+def next_trial(
+    study: Study, lock: storage.GridLock, grace_s: float, fingerprints: dict[Point, str]
+) -> Trial | None:
+    """Fail stale trials, then claim the oldest WAITING trial of this command's grid (point
+    -> fingerprint; None when none waits). Other points' trials are left to the commands
+    that name them: a worker cannot train a point it has no config for."""
     for number in storage.fail_stale_trials(study, grace_s):
         log.warning("trial %d lost its worker; it will be retried", number)
-    return storage.claim_waiting(study, lock)
+
+    def mine(t: optuna.trial.FrozenTrial) -> bool:
+        p = queue.point_of(t)
+        return p in fingerprints and t.user_attrs.get("fingerprint") == fingerprints[p]
+
+    return storage.claim_waiting(study, lock, mine)
 
 
 def trial_spec(trial: Trial) -> dict:
@@ -135,6 +144,6 @@ def tell(
     return "interrupted" if kind == "interrupted" else "fail"
 
 
-def live_states(place: Place) -> dict[tuple[str, int], tuple[str, str]]:
-    """(variant, seed) -> (state, fail kind) of each point's latest trial (none: {})."""
+def live_states(place: Place) -> dict[tuple[str, int], tuple[str, str, str]]:
+    """(variant, seed) -> (state, fail kind, reason) of each point's latest trial (none: {})."""
     return queue.live_states(load_study(place))

@@ -10,7 +10,7 @@ from typing import Any
 from ablations.data import DataConfigError, describe
 from ablations.schema.config import ConfigError
 from ablations.schema.device import check_device
-from ablations.schema.files import check_folder_creatable
+from ablations.schema.files import check_folder_creatable, unwritable
 from ablations.study.storage import check_storage
 from ablations.sweep.spec import Sweep
 from ablations.train import trackers
@@ -54,12 +54,21 @@ def check_devices(sweep: Sweep) -> None:
         check_device(device, available=True)
 
 
+def check_results(sweep: Sweep) -> None:
+    """The experiment folder can be written (made, where it does not exist yet)."""
+    why = unwritable(sweep.exp_dir)
+    if why is not None:
+        raise ConfigError(f"--results {sweep.opts.results}: the sweep writes {sweep.exp_dir}, "
+                          f"but {why}; pass a writable --results folder")  # fmt: skip
+
+
 def check_all(sweep: Sweep, data: bool = True) -> dict[str, Any]:
     """Results folder, device, data, trackers and storage: the checks a sweep and its dry run
     share (the folder first: a results folder that cannot be made fails before any scan)."""
     check_folder_creatable(sweep.exp_dir, f"--results {sweep.opts.results}")
     check_devices(sweep)
     check_trackers(sweep)
+    check_results(sweep)
     classes = check_data(sweep) if data else {}
     check_storage(sweep.opts.storage)
     return classes

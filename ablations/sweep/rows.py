@@ -30,25 +30,31 @@ def collect(exp_dir: Path, study: Any = None) -> list[RunRecord]:
             variant=point[0], seed=point[1], axis=meta.get("axis", ""),
             run_dir=f"runs/{point[0]}-s{point[1]}",
         )  # fmt: skip
-        _overlay(rec, *live.get(point, ("", "")))
+        _overlay(rec, *live.get(point, ("", "", "")))
         out.append(rec)
     order = {v: i for i, v in enumerate(meta.get("variants", []))}
     return sorted(out, key=lambda r: (order.get(r.variant, len(order)), r.variant, r.seed))
 
 
-def _overlay(rec: RunRecord, trial_state: str, kind: str) -> None:
-    """The study knows what is queued or running now; the record knows what happened."""
+def _overlay(rec: RunRecord, trial_state: str, kind: str, reason: str) -> None:
+    """The study knows what is queued or running now; the record knows what happened. A
+    trial that failed before its run wrote a record is a failure with the trial's reason,
+    not a MISSING point (status, runs.csv and the report say the same)."""
     if trial_state in runs.LIVE_STATES and rec.state != "COMPLETE":
         rec.state = trial_state
     elif rec.state == "RUNNING":  # nobody runs it any more: its worker died
         rec.state, rec.fail_reason = "FAIL", LOST_REASON
-    elif trial_state == "FAIL" and kind == "worker_lost" and rec.state == "MISSING":
-        rec.state, rec.fail_reason = "FAIL", LOST_REASON
+    elif trial_state == "FAIL" and rec.state == "MISSING":
+        if kind == "interrupted":
+            rec.state, rec.fail_reason = "INTERRUPTED", "interrupted"
+        else:
+            lost = kind == "worker_lost"
+            rec.state, rec.fail_reason = "FAIL", LOST_REASON if lost else reason or kind
 
 
-def write_runs(exp_dir: Path, study: Any = None) -> Path:
-    """Rewrite ``exp_dir/runs.csv`` from the records (see ``collect``)."""
-    path = Path(exp_dir) / "runs.csv"
+def write_runs(exp_dir: Path, study: Any = None, path: Path | None = None) -> Path:
+    """Rewrite ``exp_dir/runs.csv`` (or ``path``) from the records (see ``collect``)."""
+    path = Path(path) if path is not None else Path(exp_dir) / "runs.csv"
     runs.write_runs_csv(path, collect(exp_dir, study))
     return path
 

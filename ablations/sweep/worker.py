@@ -59,7 +59,7 @@ def run_worker(sweep: Sweep, stop: threading.Event, progress: Any, initial: bool
     try:
         enqueue(sweep, study, lock, initial=initial)
         while not stop.is_set():
-            trial = study_api.next_trial(study, lock, sweep.opts.grace_s)
+            trial = study_api.next_trial(study, lock, sweep.opts.grace_s, sweep.fingerprints)
             if trial is None:
                 enqueue(sweep, study, lock, initial=False)  # lost trials come back here
                 _show_counts(sweep, study, progress)
