@@ -24,7 +24,14 @@ from ablations.data import build_datasets
 from ablations.report.influence import FlowResult
 from ablations.report.influence_table import DIR, write_outputs
 from ablations.schema.catalog import load_catalog
-from ablations.schema.config import ConfigError, RunConfig, apply, parse_set, validate
+from ablations.schema.config import (
+    ConfigError,
+    RunConfig,
+    apply,
+    parse_set,
+    to_dict,
+    validate,
+)
 from ablations.schema.files import read_json, unwritable
 from ablations.train import checkpoint as ckpt
 from ablations.train.runtime import seed_all
@@ -154,10 +161,14 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
     if not targets:
         raise ConfigError("influence: nothing to analyse (no experiment, traversal or --run)")
     start = time.perf_counter()
-    images, num_classes, described = load_inputs(targets[0].cfg, opts)
-    images = images.to(opts.device)
+    inputs: dict[str, tuple[torch.Tensor, int | None, str]] = {}  # one set per data config
     results = []
     for t in targets:
+        key = repr(to_dict(t.cfg.data))  # each target is fed the data it was configured with
+        if key not in inputs:
+            x, classes, about = load_inputs(t.cfg, opts)
+            inputs[key] = (x.to(opts.device), classes, about)
+        images, num_classes, _ = inputs[key]
         stages = ["init"]
         if t.run_dir and (t.run_dir / "checkpoint.pt").is_file():
             stages.append("trained")
@@ -168,7 +179,8 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
             results.append(r)
             print(f"{t.name} ({stage}): done at {time.perf_counter() - start:.0f} s", flush=True)
     meta: dict[str, Any] = {
-        "inputs": described, "probes": opts.probes, "seed": opts.seed, "device": opts.device,
+        "inputs": "; ".join(dict.fromkeys(v[2] for v in inputs.values())),
+        "probes": opts.probes, "seed": opts.seed, "device": opts.device,
         "elapsed_s": time.perf_counter() - start, "command": command,
         "load": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "threads": torch.get_num_threads(),
         "chunk": opts.chunk, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -182,7 +194,21 @@ def experiment_targets(sweep) -> list[Target]:
     firsts = {}
     for p in sweep.grid:
         firsts.setdefault(p.variant, p)
-    return [Target(v, sweep.configs[p], sweep.exp_dir / p.run_dir) for v, p in firsts.items()]
+    return [_experiment_target(v, sweep.configs[p], sweep.exp_dir / p.run_dir)
+            for v, p in firsts.items()]  # fmt: skip
+
+
+def _experiment_target(name: str, cfg: RunConfig, run_dir: Path) -> Target:
+    """A variant analysed on the data its run trained on: the run's recorded config where the
+    run folder has one (the command's data settings may differ: said, not silently used)."""
+    if not (run_dir / "result.json").is_file():
+        return Target(name, cfg, run_dir)
+    recorded = run_config(run_dir, {})
+    if to_dict(recorded.data) != to_dict(cfg.data):
+        print(f"influence: {name}: analysed on the data its run trained on "
+              f"({recorded.data.dataset}, {run_dir / 'result.json'}), not this command's "
+              f"({cfg.data.dataset})", flush=True)  # fmt: skip
+    return Target(name, recorded, run_dir)
 
 
 def traversal_targets(protocol: RunConfig, names: list[str], overrides: dict) -> list[Target]:
