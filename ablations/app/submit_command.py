@@ -128,7 +128,10 @@ def dry_run(s: spec.Sweep, args: argparse.Namespace, p: checks_here.Plan,
     if args.json:
         print(json.dumps({**shape, "parameters": params, "trials": rows}, indent=2, default=str))
         return 0
-    print(f"submitit {p.cluster} parameters ({p.workers} task(s) of {p.ranks} rank(s)):")
+    print(
+        f"submitit {p.cluster} parameters ({p.workers} worker job(s) of {p.ranks} DDP "
+        "rank(s) each):"
+    )
     for key in sorted(params):
         print(f"  {key} = {params[key]}")
     print(format_plan(rows, f"{s.study_name}: {len(rows)} trials -> {s.exp_dir}"))
