@@ -78,6 +78,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, monkeypatch):
     assert (run / "checkpoint.pt").exists() and not list(run.glob(".checkpoint.pt.*"))
     resumed = train(_cfg(), run).to_dict()
     assert resumed["resumed_from"] == {"epoch": 1, "step": 2, "global": 6}
+    assert stopped["resumes"] == 0 and resumed["resumes"] == 1  # counted once, in the record
     for key in ("top1", "top5", "val_loss"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6)
     assert _metrics(run) == _metrics(tmp_path / "full")

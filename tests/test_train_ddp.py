@@ -99,17 +99,28 @@ def _step_rank(rank: int, world: int, port: int, tmp: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    for micro in MICRO:
-        torch.save(_one_step(_step_cfg(micro), rank, world), Path(tmp) / f"{rank}-{micro}.pt")
+    save_rank_steps(Path(tmp), rank, world)
     dist.destroy_process_group()
 
 
 def test_two_ranks_step_as_one_process_on_the_combined_batch(tmp_path):
     mp.spawn(_step_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert_ranks_stepped_as_one_process(tmp_path)
+
+
+def save_rank_steps(folder: Path, rank: int, world: int) -> None:
+    """This rank's ``_one_step`` for each micro-batch setting (in a joined process group)."""
+    for micro in MICRO:
+        torch.save(_one_step(_step_cfg(micro), rank, world), Path(folder) / f"{rank}-{micro}.pt")
+
+
+def assert_ranks_stepped_as_one_process(folder: Path) -> None:
+    """The two ranks' saved steps (``save_rank_steps``) equal one process on the whole batch
+    (also used by tests/test_submit.py, on ranks that submitit started)."""
     torch.set_num_threads(1)
     for micro in MICRO:
         one = _one_step(_step_cfg(micro))
-        ranks = [torch.load(tmp_path / f"{r}-{micro}.pt") for r in range(2)]
+        ranks = [torch.load(Path(folder) / f"{r}-{micro}.pt") for r in range(2)]
         assert ranks[0]["grads"].keys() == ranks[1]["grads"].keys() == one["grads"].keys()
         for name, g in one["grads"].items():  # the mean over both halves: all-reduced
             for r in ranks:

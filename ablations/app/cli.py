@@ -3,10 +3,10 @@
 The commands import their modules when they run (so ``--help`` imports no torch); the
 modules themselves import only downward (the layers in pyproject.toml, ``lint-imports``).
 
-Commands: list, sweep EXP [--tuned], tune EXP --budget N, show EXP [VARIANT], status EXP,
-report EXP,
-compare A B, eval, paths, influence, prepare, doctor. Configuration problems print one line
-(file, key path, valid choices) and exit with code 2, before any training.
+Commands: list, sweep EXP [--tuned], submit EXP --time T, tune EXP --budget N,
+show EXP [VARIANT], status EXP, report EXP, compare A B, eval, paths, influence, prepare, doctor.
+Configuration problems print one line (file, key path, valid choices) and exit with code 2,
+before any training.
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(s, args)
     return sweep_command.run(s, args)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ablations.app.submit_checks import require_submitit
+    from ablations.tune.worker import resolve_tuned
+
+    require_submitit()  # one line, exit 2, before submit_command imports it
+    from ablations.app import submit_command
+
+    s = resolve_tuned(sweep_options(args), check_data=False)  # devices: the nodes', not ours
+    return submit_command.run(s, args, args.argv)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -279,7 +290,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "show": cmd_show,
+COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "submit": cmd_submit, "tune": cmd_tune,
+            "show": cmd_show,
             "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
             "doctor": cmd_doctor, "influence": cmd_influence, "compare": cmd_compare}  # fmt: skip
@@ -288,6 +300,7 @@ COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "tune": cmd_tune, "show": cmd_
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vil-ablate`` and ``run_ablation.py``; returns the exit code."""
     args = build_parser().parse_args(argv)  # before torch is imported: --help takes no time
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what submit hands its tasks
     import vil
     from ablations.data import DataConfigError
     from ablations.schema import imports

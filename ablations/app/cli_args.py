@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.app.doctor_args import add_arguments
+from ablations.app.submit_args import add_arguments as add_submit_arguments
 from ablations.schema.errors import ConfigError
 
 
@@ -52,6 +53,20 @@ def _sweep_only(p: argparse.ArgumentParser, shown: bool = False) -> None:
                    help="the grid of `sweep --tuned` (tuned parameters)")  # fmt: skip
 
 
+def _sweep_flags(p: argparse.ArgumentParser) -> None:
+    """How a sweep trains its grid: shared by ``sweep`` and ``submit``."""
+    p.add_argument("--rerun", action="store_true", help="retrain points that already finished")
+    p.add_argument("--retry-failed", action="store_true", help="retrain points that failed")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
+    p.add_argument("--grace", type=int, default=60, metavar="S",
+                   help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
+    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    _include_truncated(p)
+    p.add_argument("--tuned", action="store_true",
+                   help="train each variant with its best parameters from `tune`")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vil-ablate", description="Vision-LSTM block-design ablations on Optuna."
@@ -68,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_commands(sub: Any) -> None:
-    """list, sweep, tune, show, status, report."""
+    """list, sweep, submit, tune, show, status, report."""
     p = sub.add_parser("list", help="traversals, poolings, experiments and protocols")
     p.add_argument("--experiments", metavar="PATH")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -81,18 +96,14 @@ def _run_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
     p.add_argument("--measure", action="store_true",
                    help="with --dry-run: time train steps here, estimate wall time")  # fmt: skip
-    p.add_argument("--rerun", action="store_true", help="retrain points that already finished")
-    p.add_argument("--retry-failed", action="store_true", help="retrain points that failed")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--heartbeat", type=int, default=10, metavar="S", help="heartbeat interval")
-    p.add_argument("--grace", type=int, default=60, metavar="S",
-                   help="a RUNNING trial without heartbeat for S seconds is retried")  # fmt: skip
-    p.add_argument("--plain", action="store_true", help="log lines instead of progress bars")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    _include_truncated(p)
+    _sweep_flags(p)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # spawned worker
-    p.add_argument("--tuned", action="store_true",
-                   help="train each variant with its best parameters from `tune`")  # fmt: skip
+    p = sub.add_parser("submit", help="run an experiment's grid as SLURM jobs (submitit)")
+    p.add_argument("experiment")
+    _common(p)
+    _sweep_flags(p)
+    add_submit_arguments(p)
     p = sub.add_parser("tune", help="tune each variant's lr/wd on the tuning split (Optuna TPE)")
     p.add_argument("experiment")
     _common(p)

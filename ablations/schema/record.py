@@ -91,6 +91,7 @@ class RunRecord:
     finished_at: str | None = None
     trial: int | None = None  # Optuna trial number
     attempt: int | None = None
+    resumes: int = 0  # times the run continued from its own checkpoint (Ctrl-C, preemption)
     run_dir: str = ""  # relative to the experiment folder
     # Tuning (ablations/tune/) and matching (ablations/sweep/matching.py).
     tune_trials: int | None = None  # finished trials of the variant's tune study (sweep --tuned)

@@ -37,6 +37,7 @@ class Position:
     images: int = 0  # training images seen (global batch counted)
     history: list[dict[str, Any]] = field(default_factory=list)
     acc: dict[str, float] = field(default_factory=dict)  # unfinished epoch: loss_sum, steps, time
+    resumes: int = 0  # times the run was resumed from this checkpoint file (the record's count)
 
 
 def save(

@@ -194,6 +194,9 @@ def _resume(config: RunConfig, run_dir: Path, parts: Parts, log: Any) -> ckpt.Po
 def _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk) -> dict[str, Any]:
     tc, rt = config.train, parts.rt
     pos = _resume(config, run_dir, parts, log) if resume else ckpt.Position()
+    if pos.global_step > 0:  # the count travels in the checkpoint to later resumptions
+        pos.resumes += 1
+    rec.resumes = pos.resumes
     rec.resumed_from = {
         "epoch": pos.epoch,
         "step": pos.step_in_epoch,
