@@ -29,7 +29,7 @@ def test_every_field_has_its_comment_in_the_reference():
             assert note, f"{section}.{name} has no comment to document it"
             assert f"| `{section}.{name}` |" in text and note.replace("|", "\\|") in text
     pooling = reference.field_comments(ViLConfig)["pooling"]  # continued on the next line
-    assert pooling.endswith("None = the design's (v1 bilateral_avg, v2 bilateral_concat)")
+    assert pooling.endswith("None = the release's (v1 bilateral_avg, v2 bilateral_concat)")
 
 
 def test_check_fails_on_a_stale_page(tmp_path, capsys):

@@ -10,7 +10,7 @@ from vil import POOLINGS, TRAVERSALS, count_params, create_model
 
 # docs/vil-facts.md "The ViL model", counted on the reference code (hub VisionLSTM,
 # legacy_norm=True, and the training code's create_block_stack): ViL-T, 128 px, patch 16,
-# 100 classes, v1 design.
+# 100 classes, v1 release.
 PAPER_PARAMS = {
     "uni": 5_889_316,
     "alternating": 5_889_316,
@@ -30,8 +30,8 @@ def test_param_counts_equal_the_reference(traversal):
     assert n == PAPER_PARAMS[traversal]
 
 
-def test_v2_design_param_count_equals_vision_lstm2():
-    model = create_model("tiny", "alternating", design="v2")
+def test_v2_release_param_count_equals_vision_lstm2():
+    model = create_model("tiny", "alternating", release="v2")
     assert (model.cfg.conv, model.cfg.pooling) == ("grid2d", "bilateral_concat")
     assert count_params(model) == VISION_LSTM2_PARAMS
 
@@ -140,8 +140,8 @@ def test_unknown_names_and_options_fail_loudly():
         create_model("huge")
     with pytest.raises(ValueError, match="unknown model option"):
         create_model("nano", dimm=3)
-    with pytest.raises(KeyError, match="unknown design 'v3'; valid: v1, v2"):
-        create_model("nano", design="v3")
+    with pytest.raises(KeyError, match="unknown release 'v3'; valid: v1, v2"):
+        create_model("nano", release="v3")
     with pytest.raises(KeyError, match="unknown init 'wang'; valid: paper, fixed"):
         create_model("nano", init="wang")
 
@@ -186,12 +186,12 @@ def test_flop_count_is_the_architecture_formula():
         assert vil.count_flops(nano(traversal, "avg")) == want, traversal
 
 
-@pytest.mark.parametrize("design", ["v1", "v2"])
+@pytest.mark.parametrize("release", ["v1", "v2"])
 @pytest.mark.parametrize("traversal", vil.TRAVERSALS.names())
-def test_fast_products_match_the_plain_products(traversal, design):
+def test_fast_products_match_the_plain_products(traversal, release):
     """Grouped headwise blocks and folded gates (with v2's q/k/v biases folded into the gate
     bias) compute the architecture's maths."""
-    model = nano(traversal, "avg", design=design)
+    model = nano(traversal, "avg", release=release)
     with torch.no_grad():  # non-zero gate weights and biases so the gate paths matter
         for name, p in model.named_parameters():
             if "gate_weight" in name or name.endswith("_bias"):

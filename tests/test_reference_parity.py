@@ -43,7 +43,7 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-6)
 
 
-def test_every_paper_traversal_and_both_hub_designs_have_a_fixture():
+def test_every_paper_traversal_and_both_hub_releases_have_a_fixture():
     traversals = {n.split("-")[1] for n in NAMES if n.startswith("train-")}
     assert traversals == set(vil.PAPER_TRAVERSALS)
     assert {"hub_v1-alternating-3x5", "hub_v2-alternating-3x5"} <= set(NAMES)

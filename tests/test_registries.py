@@ -16,7 +16,7 @@ REGISTRIES = {
     "model.size": vil.SIZES,
     "model.traversal": vil.TRAVERSALS,
     "model.pooling": vil.POOLINGS,
-    "model.design": vil.DESIGNS,
+    "model.release": vil.RELEASES,
     "model.init": vil.INITS,
     "data.dataset": datasets.KINDS,
 }

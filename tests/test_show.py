@@ -21,7 +21,7 @@ def test_show_names_each_values_layer(capsys):
     rows = _show(capsys, "table2", "bi", "--protocol", "smoke", "--set", "train.epochs=5",
                  "--device", "cpu")  # fmt: skip
     src = {k: r["source"] for k, r in rows.items()}
-    assert src["model.design"] == "default" and src["model.size"] == "protocol smoke"
+    assert src["model.release"] == "default" and src["model.size"] == "protocol smoke"
     assert src["model.patch_size"] == "protocol demo" and src["data.class_list"] == "protocol paper"
     assert src["model.pooling"] == "experiment" and src["model.traversal"] == "variant"
     assert src["train.epochs"] == "--set" and rows["train.epochs"]["value"] == 5

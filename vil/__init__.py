@@ -7,12 +7,12 @@ from vil.convert import (
     convert_reference_state_dict,
     load_reference_state_dict,
 )
-from vil.designs import DESIGNS, INITS, Design
 from vil.flops import count_flops, count_params
 from vil.model import ViLConfig, VisionLSTM, create_model
 from vil.poolings import PAPER_POOLINGS, POOLINGS, Pooling, register_pooling
 from vil.pretrained import PRETRAINED
 from vil.registry import Registry, UnknownNameError
+from vil.releases import INITS, RELEASES, Release
 from vil.resample import resample_pos_embed
 from vil.sizes import SIZES, register_size
 from vil.traversals import (
@@ -25,7 +25,7 @@ from vil.traversals import (
 )
 
 __all__ = [
-    "DESIGNS",
+    "RELEASES",
     "INITS",
     "ORDERS",
     "PRETRAINED",
@@ -36,7 +36,7 @@ __all__ = [
     "SIZES",
     "TRAVERSALS",
     "ConversionError",
-    "Design",
+    "Release",
     "Direction",
     "Pooling",
     "Registry",

@@ -95,7 +95,7 @@ class MLSTMLayer(nn.Module):
         nn.init.ones_(self.norm_weight)
         nn.init.ones_(self.skip)
         biases = (self.proj_up.bias, self.proj_down.bias, self.qk_bias, self.v_bias, self.norm_bias)
-        for b in biases:  # v2 design: all zero at init
+        for b in biases:  # v2 release: all zero at init
             if b is not None:
                 nn.init.zeros_(b)
 

@@ -85,7 +85,7 @@ def grid_conv(
     h: int,
     w: int,
 ) -> torch.Tensor:
-    """Depthwise 3x3 conv over the patch grid (v2 design) of canonical tokens x (B, N, C).
+    """Depthwise 3x3 conv over the patch grid (v2 release) of canonical tokens x (B, N, C).
 
     weight (P, C, 3, 3), bias (P, C) -> (B, P, N, C). Extra tokens (a CLS) are not on the
     grid; they see only themselves (the kernel's centre tap).

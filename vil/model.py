@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from vil.block import ViLBlock
-from vil.designs import DESIGNS, INITS
 from vil.poolings import POOLINGS
 from vil.pretrained import load_pretrained
+from vil.releases import INITS, RELEASES
 from vil.sizes import SIZES
 from vil.traversals import TRAVERSALS, canonical_layout
 
@@ -22,7 +22,7 @@ class ViLConfig:
     """Everything that defines a ViL model: the one model config (the run config's ``model``).
 
     Defaults are ViL-T of the paper's ablations. ``None`` fields are filled by ``resolve``:
-    dim/depth from ``size``, conv from the design, pooling the design's; in a run, img_size
+    dim/depth from ``size``, conv from the release, pooling the release's; in a run, img_size
     and num_classes come from the data (``model.img_size`` is not a run setting).
     """
 
@@ -31,12 +31,12 @@ class ViLConfig:
     depth: int | None = None  # number of blocks; None = from size
     traversal: str = "alternating"  # registered traversal strategy (vil.TRAVERSALS): Table 2
     pooling: str | None = "bilateral_avg"  # registered pooling (vil.POOLINGS): Table 3;
-    # None = the design's (v1 bilateral_avg, v2 bilateral_concat)
-    design: str = "v1"  # registered design (vil.DESIGNS): v1 of the ablations, or v2
+    # None = the release's (v1 bilateral_avg, v2 bilateral_concat)
+    release: str = "v1"  # registered model release (vil.RELEASES): v1 = the paper's, v2 = ViL2
     init: str = "paper"  # proj_down init (vil.INITS): paper (as trained) or fixed (depth-scaled)
     patch_size: int = 16  # square, non-overlapping patches
-    conv: str | None = None  # "causal1d" or "grid2d"; None = the design's (v1 causal1d, v2 grid2d)
-    conv_kernel: int | None = None  # causal conv width; None = the design's (4)
+    conv: str | None = None  # "causal1d" or "grid2d"; None = the release's (v1 causal1d, v2 grid2d)
+    conv_kernel: int | None = None  # causal conv width; None = the release's (4)
     drop_path: float = 0.0  # stochastic depth rate, linearly increasing over blocks (paper: 0)
     cell: str = "auto"  # mLSTM form: auto | parallel | chunkwise | recurrent | kernels[:name]
     chunk_size: int = 64  # chunk length of the chunkwise form
@@ -58,8 +58,8 @@ class ViLConfig:
 
     @property
     def pooling_name(self) -> str:
-        """The pooling the model uses (the design's when ``pooling`` is None)."""
-        return self.pooling or DESIGNS.get(self.design).pooling
+        """The pooling the model uses (the release's when ``pooling`` is None)."""
+        return self.pooling or RELEASES.get(self.release).pooling
 
 
 DEFAULT_IMG_SIZE = 128  # the ablations' resolution
@@ -68,22 +68,22 @@ DEFAULT_NUM_CLASSES = 100  # ImageNet-100
 
 def resolve(cfg: ViLConfig) -> ViLConfig:
     """``cfg`` with every None filled in: dim/depth from the size, conv and pooling from the
-    design, img_size as (h, w). Validates size, design, init, traversal and pooling names."""
+    release, img_size as (h, w). Validates size, release, init, traversal and pooling names."""
     if cfg.size not in SIZES:
         raise ValueError(f"unknown size {cfg.size!r}; valid: {', '.join(SIZES)}")
-    design = DESIGNS.get(cfg.design)
+    release = RELEASES.get(cfg.release)
     INITS.get(cfg.init)
     dim, depth = SIZES[cfg.size]
     img = cfg.img_size if cfg.img_size is not None else DEFAULT_IMG_SIZE
-    pooling = cfg.pooling if cfg.pooling is not None else design.pooling
+    pooling = cfg.pooling if cfg.pooling is not None else release.pooling
     TRAVERSALS.get(cfg.traversal), POOLINGS.get(pooling)  # fail early, listing valid names
     return replace(
         cfg,
         dim=cfg.dim if cfg.dim is not None else dim,
         depth=cfg.depth if cfg.depth is not None else depth,
         pooling=pooling,
-        conv=cfg.conv if cfg.conv is not None else design.conv,
-        conv_kernel=cfg.conv_kernel if cfg.conv_kernel is not None else design.conv_kernel,
+        conv=cfg.conv if cfg.conv is not None else release.conv,
+        conv_kernel=cfg.conv_kernel if cfg.conv_kernel is not None else release.conv_kernel,
         img_size=(img, img) if isinstance(img, int) else tuple(img),
         num_classes=cfg.num_classes if cfg.num_classes is not None else DEFAULT_NUM_CLASSES,
     )
@@ -95,7 +95,7 @@ class VisionLSTM(nn.Module):
     def __init__(self, cfg: ViLConfig) -> None:
         super().__init__()
         self.cfg = cfg = resolve(cfg)
-        self.design = DESIGNS.get(cfg.design)
+        self.release = RELEASES.get(cfg.release)
         self.traversal = TRAVERSALS.get(cfg.traversal)
         self.pooling = POOLINGS.get(cfg.pooling)
         h, w = cfg.grid
@@ -105,10 +105,10 @@ class VisionLSTM(nn.Module):
         n_extra = len(self.layout.extra_positions)
         self.cls_token = nn.Parameter(torch.zeros(1, n_extra, cfg.dim)) if n_extra else None
         self.blocks = nn.ModuleList(self._block(i) for i in range(cfg.depth))
-        d = self.design
+        d = self.release
         self.norm = nn.LayerNorm(cfg.dim, eps=d.post_norm_eps, bias=d.bias)
         out_dim = self.pooling.out_dim(cfg.dim)
-        # the trained models normalise the pooled vector again (weight and bias, both designs)
+        # the trained models normalise the pooled vector again (weight and bias, both releases)
         has_head = bool(cfg.num_classes)
         self.head_norm = nn.LayerNorm(out_dim, eps=d.head_norm_eps) if has_head else nn.Identity()
         self.head = nn.Linear(out_dim, cfg.num_classes) if has_head else nn.Identity()
@@ -124,7 +124,7 @@ class VisionLSTM(nn.Module):
             param_sets=self.traversal.block_param_sets(i),
             layout=self.layout,
             num_blocks=INITS.get(c.init)(c.depth),
-            bias=self.design.bias,
+            bias=self.release.bias,
             num_heads=c.num_heads,
             expansion=c.expansion,
             qkv_block=c.qkv_block,
@@ -178,7 +178,7 @@ def create_model(
 
     ``create_model("tiny", "bi", img_size=128)`` or ``create_model(cfg, num_classes=10)``:
     arguments given replace the config's. A size name starts from ViLConfig's defaults
-    with ``pooling`` None, the design's (v1 bilateral_avg, v2 bilateral_concat).
+    with ``pooling`` None, the release's (v1 bilateral_avg, v2 bilateral_concat).
     ``pretrained``: a published checkpoint's name (``vil.PRETRAINED``), a URL or a file,
     whose state dict is in the ``pretrained_source`` layout (``vil.REFERENCE_SOURCES``).
     """

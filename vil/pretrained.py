@@ -2,7 +2,7 @@
 
 The published files hold ``{"state_dict": ...}`` in the training code's layout (source
 ``train``), for 224 px, patch 16, 1000 classes, alternating traversal. Each entry says which
-of our sizes and designs it fits; ``create_model(..., pretrained=NAME | URL | PATH)`` loads it
+of our sizes and releases it fits; ``create_model(..., pretrained=NAME | URL | PATH)`` loads it
 through :func:`vil.convert.load_reference_state_dict` (downloads via torch.hub's cache).
 """
 
@@ -26,7 +26,7 @@ class Checkpoint:
 
     file: str  # under BASE_URL
     size: str  # our size name (vil.SIZES)
-    design: str  # our design name (vil.DESIGNS)
+    release: str  # our release name (vil.RELEASES)
     pooling: str  # the pooling it was trained with
 
     @property
@@ -70,12 +70,12 @@ def read_checkpoint(where: str) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model, where: str, source: str = "train") -> None:
-    """Load a checkpoint into ``model``; a published name must fit its size and design."""
+    """Load a checkpoint into ``model``; a published name must fit its size and release."""
     if where in PRETRAINED:
         ck = PRETRAINED[where]
         c = model.cfg
-        want = {"dim/depth": _dims(ck.size), "design": ck.design, "traversal": "alternating"}
-        have = {"dim/depth": (c.dim, c.depth), "design": c.design, "traversal": c.traversal}
+        want = {"dim/depth": _dims(ck.size), "release": ck.release, "traversal": "alternating"}
+        have = {"dim/depth": (c.dim, c.depth), "release": c.release, "traversal": c.traversal}
         for key, value in want.items():
             if have[key] != value:
                 raise ValueError(f"{where} needs {key} {value}, the model has {have[key]}")

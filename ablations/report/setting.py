@@ -24,7 +24,7 @@ FIELDS = (
     ("val_images", "validation images", N), ("num_skipped", "skipped files", N),
     ("chance_top1", "chance top-1 (%)", S), ("img_size", "image size (px)", S),
     ("model_size", "model size", S), ("dim", "dim", S), ("depth", "depth", S),
-    ("patch_size", "patch", S), ("init", "init", S), ("design", "design", S),
+    ("patch_size", "patch", S), ("init", "init", S), ("release", "release", S),
     ("epochs", "epochs", S), ("batch_size", "batch size", S),
     ("base_lr", "base lr (at batch 1024)", S), ("peak_lr", "peak lr (used)", S),
     ("precision", "precision", S), ("compile", "compile", N), ("device", "device", N),

@@ -22,7 +22,7 @@ from ablations.schema.datasets import KINDS
 from ablations.schema.device import check_device, resolve_precision
 from ablations.schema.errors import ConfigError, DataConfigError
 from ablations.schema.imports import science_keys
-from vil import DESIGNS, INITS, POOLINGS, SIZES, TRAVERSALS, ViLConfig
+from vil import INITS, POOLINGS, RELEASES, SIZES, TRAVERSALS, ViLConfig
 from vil.mlstm import form_names
 
 __all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainConfig", "ViLConfig"]
@@ -74,7 +74,7 @@ CHOICES: dict[str, Callable[[], list[Any]]] = {
     "model.size": SIZES.names,
     "model.traversal": TRAVERSALS.names,
     "model.pooling": POOLINGS.names,
-    "model.design": DESIGNS.names,
+    "model.release": RELEASES.names,
     "model.init": INITS.names,
     "model.conv": lambda: ["causal1d", "grid2d"],
     "model.cell": form_names,  # kernel forms only where mlstm-kernels is installed

@@ -34,7 +34,7 @@ FLAG = "--import"
 PREFIX = "imports."  # science keys: imports.<module> -> the sha256 of its file
 REGISTRIES = {
     "traversal": vil.TRAVERSALS, "order": vil.ORDERS, "pooling": vil.POOLINGS,
-    "design": vil.DESIGNS, "init": vil.INITS, "size": vil.SIZES, "pretrained": vil.PRETRAINED,
+    "release": vil.RELEASES, "init": vil.INITS, "size": vil.SIZES, "pretrained": vil.PRETRAINED,
     "cell": mlstm.FORMS, "dataset": KINDS,
 }  # fmt: skip  # what an import may register (trackers do not change what a run measures)
 

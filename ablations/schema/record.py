@@ -77,7 +77,7 @@ class RunRecord:
     depth: int | None = None
     patch_size: int | None = None
     init: str | None = None
-    design: str | None = None
+    release: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     base_lr: float | None = None  # the protocol's lr (at batch 1024)

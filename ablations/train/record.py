@@ -25,7 +25,7 @@ def start_record(config: RunConfig, rt: Runtime, rec: RunRecord) -> RunRecord:
     rec.fingerprint = fingerprint(rec.science)
     rec.state, rec.fail_reason, rec.started_at = "RUNNING", None, utc_now()
     rec.model_size, rec.dim, rec.depth, rec.patch_size = m.size, dim, depth, m.patch_size
-    rec.init, rec.design = m.init, m.design
+    rec.init, rec.release = m.init, m.release
     rec.epochs, rec.batch_size, rec.base_lr = t.epochs, t.batch_size, t.lr
     rec.peak_lr = peak_lr(t)
     rec.img_size, rec.dataset = config.data.img_size, config.data.dataset
