@@ -33,6 +33,7 @@ from ablations.schema.files import (
 )
 from ablations.schema.record import RunRecord
 from ablations.train import checkpoint as ckpt
+from ablations.train.digests import data_digest, weights_digest
 from ablations.train.loaders import Loaders, make_loaders
 from ablations.train.optim import make_optimizer, make_scheduler
 from ablations.train.record import data_fields, record_load, start_record
@@ -70,6 +71,7 @@ class Parts:
     flops: float
     augment: Callable | None = None  # data.augment_on=device: uint8 batch -> augmented floats
     ddp: nn.Module | None = None  # the DDP wrapper (no_sync between micro-batches), if any
+    digests: dict[str, str] = field(default_factory=dict)  # init, data (train/digests.py)
 
 
 def _null(*_: Any, **__: Any) -> None:
@@ -108,6 +110,7 @@ def train(
         parts = _build(config, rt)
         rec.params, rec.flops = parts.params, parts.flops
         data_fields(rec, parts.bundle)
+        rec.init_digest, rec.data_digest = parts.digests["init"], parts.digests["data"]
         fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk)
         rec.update(fitted)
         rec.state, rec.fail_reason = "COMPLETE", None
@@ -149,9 +152,10 @@ def truncation_reason(config: RunConfig, fitted: dict[str, Any]) -> str:
 def _build(config: RunConfig, rt: Runtime) -> Parts:
     """Data, model (counted before wrapping), optimizer, schedule, loaders."""
 
-    seed_all(config.train.seed)  # model init depends on the run seed only
+    seed_all(config.train.seed)  # model init: the run seed, or model.init_seed alone
     bundle = build_datasets(config.data)
-    model = build_model(config, bundle.num_classes)
+    model = build_model(config, bundle.num_classes)  # model.init_seed: its own init draws
+    init = weights_digest(model)
 
     params, flops = vil.count_params(model), vil.count_flops(model, config.data.img_size)
     model.to(rt.device)
@@ -170,9 +174,10 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     augment = None
     if config.data.augment_on == "device":
         augment = DeviceAugment(config.data.img_size)
+    digests = {"init": init, "data": data_digest(loaders, config.train.seed, steps)}
     return Parts(
         rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,
-        augment, ddp,
+        augment, ddp, digests,
     )  # fmt: skip
 
 
