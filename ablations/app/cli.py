@@ -67,6 +67,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return sweep_command.run(s, args)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ablations.app import calibrate_command
+
+    s = calibrate_command.resolve(args, check_data=not args.dry_run)
+    if args.dry_run:
+        return _dry_run(s, args)
+    return calibrate_command.run(s, args)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from ablations.app.submit_checks import require_submitit
     from ablations.tune.worker import resolve_tuned
@@ -291,6 +300,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "submit": cmd_submit, "tune": cmd_tune,
+            "calibrate": cmd_calibrate,
             "show": cmd_show,
             "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,
