@@ -115,7 +115,20 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
     for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
         print(f"warning: {note}", file=sys.stderr)
+    print(_seeds_statement(s), file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _seeds_statement(s: Any) -> str:
+    """What the grid's seeds resolve, from a measured spread of this protocol and dataset."""
+    from ablations.report.calibration_out import dataset_keys
+    from ablations.report.planning import known_spread, seeds_line
+
+    ref = [p for p in s.grid if p.variant == s.exp.reference] or s.grid
+    dataset = dataset_keys(s.sciences[ref[0]])
+    n = len({p.seed for p in s.grid})
+    spread = known_spread(s.opts.results, s.protocol, dataset)
+    return seeds_line(spread, n, s.opts.results, s.protocol)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
