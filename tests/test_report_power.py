@@ -91,7 +91,7 @@ def test_seeds_needed_matches_published_sample_sizes():
     # paired, sd 0.5, the paper's margin 0.6 (d_z = 1.2): the first n with power >= 0.8
     n = seeds_needed(0.5, PAPER_MARGIN, paired=True)
     assert _scipy_power(0.6, 0.5, n, True) >= 0.8 > _scipy_power(0.6, 0.5, n - 1, True)
-    assert n == 8 and seeds_needed(math.nan) is None and seeds_needed(0.0) == 2
+    assert n == 8 and seeds_needed(math.nan) is None and seeds_needed(0.0) == 3  # claims need 3
     assert seeds_needed(100.0, 0.6) is None  # more than MAX_SEEDS
 
 

@@ -37,6 +37,8 @@ def resolve(args: argparse.Namespace, check_data: bool = True) -> spec.Sweep:
 
 def run(s: spec.Sweep, args: argparse.Namespace) -> int:
     """Train what is missing, then analyse every paired seed that finished."""
+    if args.analyse_only:  # a calibration still training, or trained elsewhere
+        return analyse(s)
     args.no_report = True  # the calibration page is this command's report
     code = sweep_command.run(s, args)
     if args.child or code == 130:

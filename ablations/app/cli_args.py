@@ -148,6 +148,8 @@ def _calibrate_command(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list trials and cost; no training")
     p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
     p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--analyse-only", action="store_true",
+                   help="no training: analyse the seeds every arm has finished")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     _sweep_flags(p)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

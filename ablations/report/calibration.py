@@ -219,6 +219,8 @@ def analyse(exp: Experiment, draws_seed: int = 0) -> Calibration:
     top1 = {v: exp.top1_by_seed(v) for v in (REFERENCE, AA, PLANTED)}
     arms = _Arms(top1, {v: exp.evals(v) for v in top1})
     seeds = sorted(set(top1[REFERENCE]) & set(top1[AA]))
+    if top1[PLANTED]:  # a calibration still training: the seeds every arm finished
+        seeds = [s for s in seeds if s in top1[PLANTED]]
     pl_seeds = [s for s in seeds if s in top1[PLANTED]]
     full = lambda v, ss: arms.ci(v, REFERENCE, ss, ss)
     aa_ci, pl_ci = full(AA, seeds), full(PLANTED, pl_seeds)

@@ -99,7 +99,7 @@ def table_markdown(cal: Calibration, ctx: dict[str, Any]) -> str:
               f"| planted effect ({ctx.get('planted_setting')}) | {_pp(pl['diff'])} pp, 95% CI "
               f"[{_pp(pl['low'])}, {_pp(pl['high'])}] |",
               f"| planted spread (sd of per-seed Δ) | {pl['sample_sd']:.3f} pp |"]  # fmt: skip
-    for n, d in sp["resolvable"].items():
+    for n, d in sorted(sp["resolvable"].items()):
         lines.append(f"| resolvable at 80% power, {n} paired seeds (A/A spread) | {d:.2f} pp |")
     lines.append(f"| seeds for 0.6 pp at 80% power | {sp['seeds_for_0.6']} |")
     lines += ["", "| Rate | n | Observed | 95% interval (k) | Expected | Agrees |",
@@ -132,6 +132,7 @@ def figure(cal: Calibration, path: Path) -> Path:
         rs = [r for r in cal.rates if r.kind == "coverage" and r.method == method]
         _errorbars(left, rs, lambda r, s=shift: r.n + s, method, marker)
     left.axhline(0.95, color="grey", linestyle="--", label="nominal 95%")
+    left.set_xticks(sorted({r.n for r in cal.rates}) or [3])
     left.set(xlabel="seeds per arm (n)", ylabel="A/A: CI contains 0", ylim=(0, 1.05),
              title="A/A coverage (95% binomial intervals)")  # fmt: skip
     left.legend(loc="lower right")

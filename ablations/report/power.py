@@ -26,7 +26,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from .noise import Noise
-from .stats import LEVEL, _complete, floored_var, is_paired, t_quantile
+from .stats import LEVEL, MIN_CLAIM_SEEDS, _complete, floored_var, is_paired, t_quantile
 
 PAPER_MARGIN = 0.6  # top-1 points: the smallest gap the paper's ablation tables rely on
 POWER = 0.8  # the probability of resolving a difference that "resolvable" refers to
@@ -85,16 +85,17 @@ def seeds_needed(
     level: float = LEVEL,
     target: float = POWER,
 ) -> int | None:
-    """Smallest n >= 2 whose power for ``margin`` is >= ``target``; None when unknown or
-    more than MAX_SEEDS (power grows with n, so a bisection finds it)."""
+    """Smallest n >= MIN_CLAIM_SEEDS whose power for ``margin`` is >= ``target``; None when
+    unknown or more than MAX_SEEDS (power grows with n, so a bisection finds it). Never 2:
+    however small the spread, the report decides no claim on fewer than 3 seeds."""
     if not math.isfinite(spread_std) or margin <= 0:
         return None
     enough = lambda n: power(margin, spread_std, n, paired, level) >= target
-    if enough(2):
-        return 2
+    if enough(MIN_CLAIM_SEEDS):
+        return MIN_CLAIM_SEEDS
     if not enough(MAX_SEEDS):
         return None
-    low, high = 2, MAX_SEEDS  # enough(low) is False, enough(high) is True
+    low, high = MIN_CLAIM_SEEDS, MAX_SEEDS  # enough(low) is False, enough(high) is True
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
