@@ -16,7 +16,9 @@ functions (``stats.diff_to_reference`` with its evaluation-noise floor, ``stats.
   as the report corrects the comparisons with one reference); nominal at most 5%.
 - **Planted**: its effect and spread from all N seeds; over random n-subsets the observed
   detection rate (the paired CI excludes 0, n >= MIN_CLAIM_SEEDS) against ``power.power``
-  for that effect, spread and n, the model behind "resolvable" and "seeds needed".
+  for that effect, the seeds' own sd, the floor and n: the model behind "resolvable" and
+  "seeds needed" (``unfloored``: the noncentral t at the floored pooled sd, the model
+  before this calibration showed it overstated the power where the floor binds).
 
 Intervals of an observed rate. The subsets overlap, so their outcomes are not independent:
 the rate over many random subsets is a U-statistic, whose variance is at most that of the
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
@@ -40,7 +42,7 @@ from scipy import stats as sps
 from ablations.report.findings import ALPHA
 from ablations.report.load import Experiment
 from ablations.report.noise import Eval, noise
-from ablations.report.power import POWER, min_resolvable_difference, power, seeds_needed
+from ablations.report.power import min_resolvable_difference, power, seeds_needed
 from ablations.report.stats import (
     LEVEL,
     MIN_CLAIM_SEEDS,
@@ -70,6 +72,8 @@ class Rate:
     draws: int  # subsets evaluated
     expected: float  # nominal (coverage 0.95, claims 0.05) or predicted power
     expected_is: str  # "nominal" | "predicted"
+    unfloored: float = math.nan  # detection: the noncentral t at the floored pooled spread,
+    # the model before the calibration (power.py docstring)
 
     @property
     def agrees(self) -> bool:
@@ -124,6 +128,12 @@ class _Arms:
     top1: dict[str, dict[int, float]]
     evals: dict[str, dict[int, Eval]]
 
+    def floor(self, a: str, seeds: list[int]) -> float:
+        """The mean paired floor (pp^2) of ``a - reference`` over ``seeds``."""
+        ta, tb = _pick(self.top1[a], seeds), _pick(self.top1[REFERENCE], seeds)
+        ea, eb = _pick(self.evals[a], seeds), _pick(self.evals[REFERENCE], seeds)
+        return noise(ta, tb, ea, eb).paired_var(seeds)
+
     def ci(self, a: str, b: str, seeds_a: list[int], seeds_b: list[int]) -> DiffCI:
         """The report's interval of ``a - b`` on these seeds (paired when they are equal)."""
         ta, tb = _pick(self.top1[a], seeds_a), _pick(self.top1[b], seeds_b)
@@ -149,7 +159,7 @@ def _rate(kind, method, n, hits, used, total, expected, expected_is) -> Rate:
                 expected_is)  # fmt: skip
 
 
-def _paired_rates(arms: _Arms, seeds: list[int], n: int, rng, effect, spread) -> list[Rate]:
+def _paired_rates(arms: _Arms, seeds: list[int], n: int, rng, planted: dict) -> list[Rate]:
     cover, alone, with_holm, detect = [], [], [], []
     has_planted = all(s in arms.top1[PLANTED] for s in seeds)
     for sub in _subsets(seeds, n, DRAWS, rng):
@@ -167,8 +177,11 @@ def _paired_rates(arms: _Arms, seeds: list[int], n: int, rng, effect, spread) ->
            _rate("claim", "alone", n, alone, n, total, ALPHA, "nominal")]  # fmt: skip
     if has_planted:
         out.append(_rate("claim", "holm", n, with_holm, n, total, ALPHA, "nominal"))
-        predicted = power(effect, spread, n, paired=True) if n >= MIN_CLAIM_SEEDS else 0.0
-        out.append(_rate("detection", "paired", n, detect, n, total, predicted, "predicted"))
+        effect, own, floor = planted["diff"], planted["sample_sd"], planted["floor_var"]
+        predicted = power(effect, own, n, True, floor_var=floor) if n >= MIN_CLAIM_SEEDS else 0.0
+        rate = _rate("detection", "paired", n, detect, n, total, predicted, "predicted")
+        old = power(effect, planted["spread_sd"], n, True)  # noncentral t, floored pooled sd
+        out.append(replace(rate, unfloored=old))
     return out
 
 
@@ -227,7 +240,6 @@ def analyse(exp: Experiment, draws_seed: int = 0) -> Calibration:
     aa_d = [top1[AA][s] - top1[REFERENCE][s] for s in seeds]
     pl_d = [top1[PLANTED][s] - top1[REFERENCE][s] for s in pl_seeds]
     aa_sd = aa_ci.floor_sd if aa_ci.floored else summarise(aa_d).std
-    effect = pl_ci.diff
     pl_sd = pl_ci.floor_sd if pl_ci.floored else summarise(pl_d).std
     ref_sd = summarise(list(top1[REFERENCE].values())).std
     spread = {"paired_sd": aa_sd, "unpaired_sd": ref_sd, "n_seeds": len(seeds),
@@ -240,6 +252,7 @@ def analyse(exp: Experiment, draws_seed: int = 0) -> Calibration:
         seeds, _pairing(exp, seeds),
         {**_ci_dict(aa_ci, aa_d), "per_seed": dict(zip(seeds, aa_d, strict=True))},
         {**_ci_dict(pl_ci, pl_d), "spread_sd": pl_sd, "seeds": pl_seeds,
+         "floor_var": arms.floor(PLANTED, pl_seeds) if pl_seeds else math.nan,
          "per_seed": dict(zip(pl_seeds, pl_d, strict=True))},
         spread,
     )  # fmt: skip
@@ -248,8 +261,7 @@ def analyse(exp: Experiment, draws_seed: int = 0) -> Calibration:
         if n > len(seeds):
             cal.notes.append(f"n = {n}: not measured ({len(seeds)} paired seeds)")
             continue
-        use_pl = pl_seeds == seeds
-        cal.rates += _paired_rates(arms, seeds, n, rng, effect, pl_sd if use_pl else math.nan)
+        cal.rates += _paired_rates(arms, seeds, n, rng, cal.planted)
         welch = _welch_rate(arms, seeds, n, rng)
         cal.rates += [welch] if welch else []
     _disagreements(cal)
@@ -266,6 +278,3 @@ def _disagreements(cal: Calibration) -> None:
                              f"{r.expected:.1%}")  # fmt: skip
     if cal.pairing["problems"]:
         cal.notes.append("pairing broken: " + "; ".join(cal.pairing["problems"][:5]))
-
-
-POWER_NOTE = f"predicted = power.power (noncentral t) at the planted effect and spread, {POWER:.0%}"

@@ -102,15 +102,18 @@ def table_markdown(cal: Calibration, ctx: dict[str, Any]) -> str:
     for n, d in sorted(sp["resolvable"].items()):
         lines.append(f"| resolvable at 80% power, {n} paired seeds (A/A spread) | {d:.2f} pp |")
     lines.append(f"| seeds for 0.6 pp at 80% power | {sp['seeds_for_0.6']} |")
-    lines += ["", "| Rate | n | Observed | 95% interval (k) | Expected | Agrees |",
-              "| :--- | ---: | ---: | :--- | ---: | :--- |"]  # fmt: skip
+    lines += ["", "| Rate | n | Observed | 95% interval (k) | Expected | Agrees | Old model |",
+              "| :--- | ---: | ---: | :--- | ---: | :--- | ---: |"]  # fmt: skip
     for r in cal.rates:
         lines.append(f"| {ROW_NAMES[(r.kind, r.method)]} | {r.n} | {_pct(r.rate)} | "
                      f"{_pct(r.low)}-{_pct(r.high)} (k={r.k}) | {_pct(r.expected)} "
-                     f"({r.expected_is}) | {'yes' if r.agrees else '**no**'} |")  # fmt: skip
+                     f"({r.expected_is}) | {'yes' if r.agrees else '**no**'} | "
+                     f"{_pct(r.unfloored) if math.isfinite(r.unfloored) else ''} |")  # fmt: skip
     lines += ["", "Intervals: Clopper-Pearson on k = floor(N / seeds a subset uses) trials "
               "(Hoeffding's bound for overlapping subsets; ablations/report/calibration.py). "
-              "Claims agree when the nominal 5% is not below the interval."]  # fmt: skip
+              "Claims agree when the nominal 5% is not below the interval. Predicted power: "
+              "the report's model with the evaluation-noise floor (power.py); old model: the "
+              "noncentral t at the floored pooled spread."]  # fmt: skip
     lines += ["", *[f"- {n}" for n in cal.notes]] if cal.notes else []
     return "\n".join(lines) + "\n"
 
@@ -137,7 +140,9 @@ def figure(cal: Calibration, path: Path) -> Path:
              title="A/A coverage (95% binomial intervals)")  # fmt: skip
     left.legend(loc="lower right")
     det = [r for r in cal.rates if r.kind == "detection"]
-    _errorbars(right, det, lambda r: r.expected, "observed", "o")
+    _errorbars(right, det, lambda r: r.expected, "vs the report's model", "o")
+    old = [r for r in det if math.isfinite(r.unfloored)]
+    _errorbars(right, old, lambda r: r.unfloored, "vs the old model (no floor in the power)", "x")
     for r in det:
         right.annotate(f"n={r.n}", (r.expected, r.rate), textcoords="offset points",
                        xytext=(6, -10))  # fmt: skip

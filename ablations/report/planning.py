@@ -90,8 +90,10 @@ def seeds_line(spread: Spread | None, n_seeds: int, results: Path, protocol: str
     if spread is None:
         cmd = shlex.join(["vil-ablate", "calibrate", "--protocol", protocol, "--results",
                           str(results), "--seeds", "0-19"])  # fmt: skip
-        return (f"seeds: no measured spread for protocol {protocol} and this dataset in "
-                f"{results} (no finished calibration or earlier sweep); get one with: {cmd}")
+        return (
+            f"seeds: no measured spread for protocol {protocol} and this dataset in "
+            f"{results} (no finished calibration or earlier sweep); get one with: {cmd}"
+        )
     what = ("the A/A differences of the calibration" if spread.kind == "calibration"
             else "the paired differences of the earlier sweep")  # fmt: skip
     res = min_resolvable_difference(spread.sd, n_seeds, paired=True)
@@ -100,5 +102,7 @@ def seeds_line(spread: Spread | None, n_seeds: int, results: Path, protocol: str
             f"{POWER:.0%} power" if n_seeds >= MIN_CLAIM_SEEDS else
             f"seeds: {n_seeds} seed(s) per variant decide no claim (the report needs "
             f">= {MIN_CLAIM_SEEDS})")  # fmt: skip
-    return (f"{head}; 0.6 pp needs {need if need else 'more than 1000'} seeds (spread "
-            f"{spread.sd:.3f} pp, sd of {what} in {spread.source}, {spread.seeds} seeds)")
+    return (
+        f"{head}; 0.6 pp needs {need if need else 'more than 1000'} seeds (spread "
+        f"{spread.sd:.3f} pp, sd of {what} in {spread.source}, {spread.seeds} seeds)"
+    )
