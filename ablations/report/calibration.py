@@ -242,12 +242,15 @@ def analyse(exp: Experiment, draws_seed: int = 0) -> Calibration:
     aa_sd = aa_ci.floor_sd if aa_ci.floored else summarise(aa_d).std
     pl_sd = pl_ci.floor_sd if pl_ci.floored else summarise(pl_d).std
     ref_sd = summarise(list(top1[REFERENCE].values())).std
-    spread = {"paired_sd": aa_sd, "unpaired_sd": ref_sd, "n_seeds": len(seeds),
-              "source": "sd of the A/A per-seed differences aa - reference (paired); sd of "
-                        "the reference over seeds (unpaired)",
-              "resolvable": {n: min_resolvable_difference(aa_sd, n, True)
-                             for n in (3, 5, len(seeds)) if n >= 2},
-              "seeds_for_0.6": seeds_needed(aa_sd)}  # fmt: skip
+    own, floor = summarise(aa_d).std, arms.floor(AA, seeds) if seeds else math.nan
+    spread = {"paired_sd": aa_sd, "own_sd": own, "floor_var": floor, "unpaired_sd": ref_sd,
+              "n_seeds": len(seeds),
+              "source": "sd of the A/A per-seed differences aa - reference (paired; own_sd "
+                        "and the evaluation-noise floor_var apart); sd of the reference over "
+                        "seeds (unpaired)",
+              "resolvable": {n: min_resolvable_difference(own, n, True, floor_var=floor)
+                             for n in sorted({3, 5, len(seeds)}) if n >= 2},
+              "seeds_for_0.6": seeds_needed(own, floor_var=floor)}  # fmt: skip
     cal = Calibration(
         seeds, _pairing(exp, seeds),
         {**_ci_dict(aa_ci, aa_d), "per_seed": dict(zip(seeds, aa_d, strict=True))},

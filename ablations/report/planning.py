@@ -33,10 +33,19 @@ CALIBRATION_DIR = "calibration"
 class Spread:
     """A measured paired spread and where it came from."""
 
-    sd: float  # pp: sd of per-seed paired differences
+    sd: float  # pp: sd of per-seed paired differences (at least the floor)
     seeds: int  # seeds it was measured on
     source: Path  # the folder
     kind: str  # "calibration" | "sweep"
+    own_sd: float = math.nan  # the seeds' own sd, apart from ...
+    floor_var: float = math.nan  # ... the evaluation-noise floor (pp^2; power.py)
+
+    @property
+    def power_args(self) -> tuple[float, float]:
+        """(sd, floor_var) for power.py: the seeds' own sd and the floor where both are known."""
+        if math.isfinite(self.own_sd) and math.isfinite(self.floor_var):
+            return self.own_sd, self.floor_var
+        return self.sd, math.nan
 
 
 def _from_calibration(folder: Path, dataset: dict[str, Any]) -> Spread | None:
@@ -44,10 +53,13 @@ def _from_calibration(folder: Path, dataset: dict[str, Any]) -> Spread | None:
         data = json.loads((folder / JSON_FILE).read_text())
     except (OSError, ValueError):
         return None
-    sd, n = data.get("spread", {}).get("paired_sd"), len(data.get("seeds", []))
+    spread = data.get("spread", {})
+    sd, n = spread.get("paired_sd"), len(data.get("seeds", []))
     if data.get("dataset") != dataset or not isinstance(sd, float) or not math.isfinite(sd):
         return None
-    return Spread(sd, n, folder, "calibration") if n >= MIN_CLAIM_SEEDS else None
+    own, floor = (spread.get(k) for k in ("own_sd", "floor_var"))
+    extra = [float(x) if isinstance(x, int | float) else math.nan for x in (own, floor)]
+    return Spread(sd, n, folder, "calibration", *extra) if n >= MIN_CLAIM_SEEDS else None
 
 
 def _from_sweep(folder: Path, dataset: dict[str, Any]) -> tuple[Spread, int] | None:
@@ -96,8 +108,9 @@ def seeds_line(spread: Spread | None, n_seeds: int, results: Path, protocol: str
         )
     what = ("the A/A differences of the calibration" if spread.kind == "calibration"
             else "the paired differences of the earlier sweep")  # fmt: skip
-    res = min_resolvable_difference(spread.sd, n_seeds, paired=True)
-    need = seeds_needed(spread.sd)
+    sd, floor = spread.power_args
+    res = min_resolvable_difference(sd, n_seeds, paired=True, floor_var=floor)
+    need = seeds_needed(sd, floor_var=floor)
     head = (f"seeds: {n_seeds} paired seed(s) per variant resolve {res:.2f} pp at "
             f"{POWER:.0%} power" if n_seeds >= MIN_CLAIM_SEEDS else
             f"seeds: {n_seeds} seed(s) per variant decide no claim (the report needs "
