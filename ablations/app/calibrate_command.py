@@ -31,6 +31,11 @@ def planted(items: list[str]) -> dict[str, Any]:
 
 def resolve(args: argparse.Namespace, check_data: bool = True) -> spec.Sweep:
     """The calibration sweep the arguments name (validated, nothing written)."""
+    if getattr(args, "tuned", False):
+        raise ConfigError(
+            "calibrate: --tuned is not supported; valid: calibrate the protocol's "
+            "reference as it trains untuned (its tuned values: --set KEY=VALUE)"
+        )
     return arms.resolve_calibration(sweep_options(args), args.experiment, planted(args.planted),
                                     check_data)  # fmt: skip
 
