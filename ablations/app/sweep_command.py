@@ -170,7 +170,8 @@ def _not_done_lines(s: spec.Sweep, args: argparse.Namespace, records: list) -> i
     for r in records:
         if r.point in mine and r.state == "TRUNCATED":
             print(f"TRUNCATED {r.variant}-s{r.seed}: {r.fail_reason}; not a result (left out "
-                  "of the report); the next sweep retrains it", file=sys.stderr)  # fmt: skip
+                  "of the report); the next sweep resumes it from its checkpoint",
+                  file=sys.stderr)  # fmt: skip
     bad = []
     for point, p in mine.items():
         r = by_point.get(point)

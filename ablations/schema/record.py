@@ -31,7 +31,8 @@ STATES = (
 )  # fmt: skip
 # PRUNED: a tune trial stopped early by the pruner (ablations/tune/), never a grid point
 # TRUNCATED: stopped by train.time_limit_s / train.max_steps before its last epoch's last step:
-# never a result (the report leaves it out unless --include-truncated; a sweep retrains it)
+# never a result (the report leaves it out unless --include-truncated); the next sweep resumes
+# it from its checkpoint
 
 
 @dataclass
