@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from ablations.report.machine_load import LOAD_MARGIN, MARK, check
 from ablations.report.render import to_markdown
 from ablations.report.tables import main_frame, main_table
 from ablations.schema.record import RunRecord, read_all, write_runs_csv
+from ablations.train.record import record_load
 
 SEEDS = [0, 1, 2]
 TOP1 = {"uni": [60.0, 61.5, 62.0], "alternating": [70.2, 71.0, 71.9]}
@@ -135,10 +137,6 @@ def test_md_and_html_carry_the_same_marking(tmp_path):
 
 
 def test_record_load_samples_the_run_and_counts_running_neighbours(tmp_path, monkeypatch):
-    import os
-
-    from ablations.train.record import record_load
-
     RunRecord(variant="bi", state="RUNNING").write(tmp_path / "bi-s0")
     RunRecord(variant="quad", state="COMPLETE").write(tmp_path / "quad-s0")
     rec, samples = RunRecord(), iter([2.0, 4.0, 9.0])
