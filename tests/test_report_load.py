@@ -69,7 +69,8 @@ def test_loads_that_differ_mark_time_and_throughput_and_never_rank_them(tmp_path
         assert row[speed[0]].text.endswith(MARK) and row[speed[1]].text.endswith(MARK)
         assert not any(row[i].bold for i in speed)
     loads = {r[0].text.rstrip("†"): r[speed[2]].text for r in table.rows}
-    assert loads == {"uni": "1.0 on 2 cores", "alternating": "8.0 on 2 cores"}
+    want = "on 2 cores, 1 other trial running"  # the records' concurrent_trials
+    assert loads == {"uni": f"1.0 {want}", "alternating": f"8.0 {want}"}
     note = next(n for n in table.footnotes if n.startswith(MARK))
     assert "measured under load 1.0 (uni-s0) to 8.0 (alternating-s0) on 2 cores" in note
     assert NOT_COMPARABLE in note and "not ranked" in note
@@ -132,6 +133,7 @@ def test_md_and_html_carry_the_same_marking(tmp_path):
     note = next(n for n in table.footnotes if n.startswith(MARK))
     assert note in md and note.replace("'", "&#39;") in html
     assert html.count(NOSORT) == 3  # Train time, img/s, Load
+    assert "loadavg_1m_mean 8.0" in html  # each run's record shows its load
     main = pd.read_csv(exp_dir / "table_main.csv")
     assert not main["speed_comparable"].any() and list(main["load_1m"]) == [1.0, 8.0]
 

@@ -76,7 +76,9 @@ class LoadCheck:
             f"{loads[0]:.1f}" if loads[-1] - loads[0] < 0.05 else f"{loads[0]:.1f}-{loads[-1]:.1f}"
         )
         cpus = sorted({int(r.cpus) for r in mine})  # type: ignore[arg-type]
-        return f"{span} on {'/'.join(map(str, cpus))} cores"
+        others = max((r.concurrent or 0 for r in mine), default=0)
+        trials = f", {others} other trial{'s' if others > 1 else ''} running" if others else ""
+        return f"{span} on {'/'.join(map(str, cpus))} cores{trials}"
 
     def note(self) -> str:
         """The table's footnote on its time and img/s columns ("" when nothing to say)."""
