@@ -22,8 +22,9 @@ E2E_FILES = frozenset({
     "test_extending.py", "test_imports.py", "test_influence.py", "test_matching.py",
     "test_measure_quiet.py", "test_priced_classes.py", "test_progress_lines.py",
     "test_provenance.py", "test_same_model.py", "test_seed_pairing.py", "test_show.py",
-    "test_sweep.py", "test_sweep_datasets.py", "test_sweep_postgres.py", "test_trackers.py",
-    "test_train.py", "test_train_ddp.py", "test_train_device_path.py", "test_truncated.py",
+    "test_stop_latency.py", "test_sweep.py", "test_sweep_datasets.py", "test_sweep_postgres.py",
+    "test_trackers.py", "test_train.py", "test_train_ddp.py", "test_train_device_path.py",
+    "test_truncated.py",
     "test_tune.py", "test_tune_postgres.py", "test_tune_stamp.py",
 })  # fmt: skip
 

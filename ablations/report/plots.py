@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ablations.report.load import Experiment, learning_curves  # noqa: E402
+from ablations.report.machine_load import check as load_check  # noqa: E402
 from vil.poolings import POOLINGS  # noqa: E402
 from vil.traversals import TRAVERSALS  # noqa: E402
 
@@ -149,10 +150,17 @@ def all_plots(exp: Experiment, frame: pd.DataFrame, out_dir: Path) -> dict[str, 
             exp, frame, "gflops", "GFLOPs (forward, per image)", out_dir / "top1_gflops"
         ),
         "top1_vs_throughput": plot_tradeoff(
-            exp, frame, "img_per_s", "train throughput (img/s)", out_dir / "top1_throughput"
+            exp, frame, "img_per_s", _throughput_label(exp), out_dir / "top1_throughput"
         ),
         "learning_curves": plot_curves(exp, out_dir / "learning_curves"),
     }
+
+
+def _throughput_label(exp: Experiment) -> str:
+    """The throughput axis says when its points were timed under too different load."""
+    if load_check(exp).comparable:
+        return "train throughput (img/s)"
+    return "train throughput (img/s): not comparable (timed under different load)"
 
 
 def plot_forest(exp: Experiment, diffs: pd.DataFrame, margin: float, stem: Path) -> list[Path]:

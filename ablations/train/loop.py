@@ -241,6 +241,7 @@ def _end_epoch(ctx: _Context, pos: ckpt.Position, evaluate_now: bool) -> None:
     row = _close_epoch(ctx, pos, evaluate_now)
     pos.epoch, pos.step_in_epoch, pos.acc = pos.epoch + 1, 0, {}
     pos.history.append(row)
+    record_load(ctx.rec, ctx.run_dir, "epoch")  # the run's mean load, not just its ends
     ctx.progress.epoch(row)
     ctx.trackers.log_epoch(row)
     ctx.log.info("epoch %s", row)
