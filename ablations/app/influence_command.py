@@ -37,7 +37,7 @@ from ablations.train import checkpoint as ckpt
 from ablations.train.runtime import seed_all
 from ablations.train.steps import build_model
 from vil import implicit_attention as ia
-from vil.influence import depths_for, influence_per_depth, pooled_positions
+from vil.influence import depths_for, influence_estimates, pooled_positions
 from vil.traversals import TRAVERSALS
 
 INPUTS = ("val", "random")
@@ -56,7 +56,7 @@ class Target:
 class Options:
     images: int = 16
     inputs: str = "val"  # val | random
-    probes: int = 2  # random projections per image for the Jacobian norm
+    probes: int | str = 2  # random projections per image for the Jacobian norm, or "exact"
     chunk: int = 4  # images per autograd graph (memory: one chunk's graph at a time)
     seed: int = 0  # probes and random inputs
     device: str = "cpu"
@@ -66,8 +66,14 @@ class Options:
             raise ConfigError(f"--images: expected a positive number of images, got {self.images}")
         if self.inputs not in INPUTS:
             raise ConfigError(f"--inputs: unknown {self.inputs!r}; valid: {', '.join(INPUTS)}")
-        if self.probes < 1:
-            raise ConfigError(f"--probes: expected a positive number, got {self.probes}")
+        if self.probes != "exact" and not (isinstance(self.probes, int) and self.probes >= 1):
+            raise ConfigError(f"--probes: expected a positive number or 'exact', got "
+                              f"{self.probes!r}")  # fmt: skip
+
+    @property
+    def vil_probes(self) -> int | None:
+        """What ``vil.influence`` takes: the number, or None for the exact Jacobian."""
+        return None if self.probes == "exact" else int(self.probes)
         if self.chunk < 1:
             raise ConfigError(f"--chunk: expected a positive number of images, got {self.chunk}")
 
@@ -139,8 +145,8 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
     """Influence per depth and the implicit attention of one model, ``opts.chunk`` images at
     a time (the graph of one chunk held at once)."""
     depth = len(model.blocks)
-    maps = influence_per_depth(model, images, probes=opts.probes, seed=opts.seed,
-                               chunk=opts.chunk)  # fmt: skip
+    est = influence_estimates(model, images, probes=opts.vil_probes, seed=opts.seed,
+                              chunk=opts.chunk)  # fmt: skip
     qs = queries(model)
     shown = set(depths_for(depth))
     rows = {"pooled": pooled_positions(model), **{q: [p] for q, p in qs.items()}}
@@ -151,8 +157,19 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
                  for b in sorted({1, depth})}  # fmt: skip
     c = model.cfg
     return FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
-                      {k: m.numpy() for k, m in maps.items()}, pooled_att, query_att,
-                      {q: _cell(model, p) for q, p in qs.items()})  # fmt: skip
+                      {k: e.map.numpy() for k, e in est.items()}, pooled_att, query_att,
+                      {q: _cell(model, p) for q, p in qs.items()},
+                      {k: None if e.replicates is None else e.replicates.numpy()
+                       for k, e in est.items()}, opts.probes)  # fmt: skip
+
+
+def exact_cost(model, name: str) -> str:
+    """The cost of ``--probes exact``, said before the work: one backward pass per channel of
+    the pooled readout, per readout depth and chunk, against the default's 2."""
+    width = model.pooling.out_dim(model.cfg.dim)
+    default = Options.probes
+    return (f"influence: {name}: --probes exact: {width} backward passes per readout depth "
+            f"and chunk, {width / default:.0f}x the default {default} probes")  # fmt: skip
 
 
 def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> list[Path]:
@@ -174,6 +191,8 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
             stages.append("trained")
         for stage in stages:
             model, prov = build(t, stage, num_classes)
+            if opts.probes == "exact" and stage == "init":
+                print(exact_cost(model, t.name), flush=True)
             r = analyse(model.to(opts.device), images, t.name, stage, opts)
             r.provenance = prov if stage == "trained" else {"seed": prov.get("seed")}
             results.append(r)

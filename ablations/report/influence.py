@@ -33,6 +33,9 @@ class FlowResult:
     pooled_attention: dict[int, np.ndarray]  # block (1-based) -> (h, w) pooled tokens' |A|
     query_attention: dict[int, dict[str, np.ndarray]]  # block -> query label -> (h, w) |A|
     queries: dict[str, tuple[int, int] | None]  # label -> (row, col); None: not a patch (CLS)
+    # depth -> (R, h, w) maps carrying the probe error (vil.influence); None: exact or unknown
+    replicates: dict[int, np.ndarray | None] = field(default_factory=dict)
+    probes: int | str = 2  # per image, or "exact"
     provenance: dict[str, Any] = field(default_factory=dict)  # the run record's identity
 
     @property

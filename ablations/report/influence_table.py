@@ -1,6 +1,7 @@
 """Information-flow numbers beside the figures: ``influence.csv`` (per model, stage and
 readout depth: share of patches holding 90% of the influence, normalised entropy,
-centre/border ratio, reach), ``provenance.json`` (how they were made, and the run record
+centre/border ratio, reach, and the probe error of each: ``*_se``, ``se_rel_*``),
+``provenance.json`` (how they were made, and the run record
 of every checkpoint used) and the markdown section of the experiment's report.
 
 The section is rebuilt from those files alone (``influence_section``), so ``report`` reads
@@ -10,9 +11,12 @@ what ``influence`` wrote and never recomputes it.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,6 +30,23 @@ PROVENANCE = "provenance.json"
 FIGURES = ("influence_depth", "attention_pooled", "attention_queries")
 
 
+STATS = ("share90", "entropy", "centre_border", "reach")
+
+
+def _error_columns(m: np.ndarray, reps: np.ndarray | None, probes: int | str) -> dict:
+    """The probe error of one map: per-patch relative SE (median, max) and each summary
+    number's SE, the spread over the replicate maps (0 exact, empty with one probe)."""
+    if probes == "exact":
+        return {"se_rel_median": 0.0, "se_rel_max": 0.0, **{f"{k}_se": 0.0 for k in STATS}}
+    if reps is None:
+        return {"se_rel_median": math.nan, "se_rel_max": math.nan,
+                **{f"{k}_se": math.nan for k in STATS}}  # fmt: skip
+    rel = reps.std(0) / np.where(m > 0, m, np.nan)
+    stats = np.array([astuple(map_stats(torch.as_tensor(r))) for r in reps])  # (R, 4)
+    return {"se_rel_median": float(np.nanmedian(rel)), "se_rel_max": float(np.nanmax(rel)),
+            **{f"{k}_se": float(v) for k, v in zip(STATS, stats.std(0), strict=True)}}  # fmt: skip
+
+
 def stats_rows(results: list[FlowResult]) -> list[dict[str, Any]]:
     """One row per (model, stage, depth)."""
     rows = []
@@ -33,10 +54,11 @@ def stats_rows(results: list[FlowResult]) -> list[dict[str, Any]]:
         rec = {k: r.provenance.get(k) for k in ("run_dir", "seed", "top1", "epochs_done")}
         for depth, m in r.maps.items():
             s = map_stats(torch.as_tensor(m))
+            err = _error_columns(m, r.replicates.get(depth), r.probes)
             rows.append({"name": r.name, "traversal": r.traversal, "pooling": r.pooling,
                          "stage": r.stage, "depth": depth, "share90": s.share90,
                          "entropy": s.entropy, "centre_border": s.centre_border,
-                         "reach": s.reach, **rec})  # fmt: skip
+                         "reach": s.reach, "probes": r.probes, **err, **rec})  # fmt: skip
     return rows
 
 
@@ -74,11 +96,35 @@ def _stage_table(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _probe_lines(frame: pd.DataFrame) -> list[str]:
+    """The probe error, stated: per-patch SE and which summary numbers it leaves stable
+    (2 SE below half the last digit shown, 0.005) or how far it moves them."""
+    if "se_rel_median" not in frame or frame["se_rel_median"].isna().all():
+        return ["- Probe error: not measured (one probe per image: no spread to measure)."]
+    if (frame["se_rel_max"] == 0).all():
+        return ["- Probe error: none (exact Jacobian, `--probes exact`)."]
+    line = (f"- Probe error (the standard error the probes' own spread gives, "
+            f"docs/influence.md): per patch "
+            f"{frame['se_rel_median'].median():.1%} median, {frame['se_rel_max'].max():.1%} "
+            "at most, of the patch's value (+-2 SE covers about 90% of patches).")  # fmt: skip
+    stable, moved = [], []
+    for k in STATS[:3]:
+        worst = 2 * frame[f"{k}_se"].max()
+        (stable if worst < 0.005 else moved).append(f"{k} +-{worst:.3f}" if worst >= 0.005
+                                                    else k)  # fmt: skip
+    out = [line]
+    if stable:
+        out.append(f"- Left stable by it (2 SE < 0.005 in every row): {', '.join(stable)}.")
+    if moved:
+        out.append(f"- Moved by it (largest 2 SE over the rows): {', '.join(moved)}.")
+    return out
+
+
 def _provenance_lines(meta: dict[str, Any]) -> list[str]:
-    lines = [
-        f"- Inputs: {meta.get('inputs', '—')}; Jacobian norm from "
-        f"{meta.get('probes', '—')} probe(s) per image; seed {meta.get('seed', '—')}."
-    ]
+    probes = meta.get("probes", "—")
+    how = "the exact Jacobian" if probes == "exact" else f"{probes} probe(s) per image"
+    lines = [f"- Inputs: {meta.get('inputs', '—')}; Jacobian norm from {how}; seed "
+             f"{meta.get('seed', '—')}."]  # fmt: skip
     if meta.get("elapsed_s") is not None:
         lines.append(
             f"- Computed in {meta['elapsed_s']:.0f} s on {meta.get('device', 'cpu')} "
@@ -104,7 +150,8 @@ def section_markdown(folder: Path, prefix: str = f"{DIR}/") -> str:
              "k blocks (gradient influence); and mLSTM's implicit attention (the normalised "
              "parallel-form matrix). Cells: share of patches holding 90% of the influence / "
              "normalised entropy (1 = uniform) / centre-to-border ratio. "
-             f"All numbers: [{CSV}]({prefix}{CSV}).\n", *_provenance_lines(meta), ""]  # fmt: skip
+             f"All numbers: [{CSV}]({prefix}{CSV}).\n", *_provenance_lines(meta),
+             *_probe_lines(frame), ""]  # fmt: skip
     for stage in STAGES:
         mine = frame[frame["stage"] == stage]
         if mine.empty:
