@@ -156,11 +156,27 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
     query_att = {b: {q: _grid_of(model, att[(b, q)][0].mean(0)) for q in qs}
                  for b in sorted({1, depth})}  # fmt: skip
     c = model.cfg
-    return FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
+    r = FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
                       {k: e.map.numpy() for k, e in est.items()}, pooled_att, query_att,
                       {q: _cell(model, p) for q, p in qs.items()},
                       {k: None if e.replicates is None else e.replicates.numpy()
                        for k, e in est.items()}, opts.probes)  # fmt: skip
+    r.attention_rows = attention_rows(model, att)
+    return r
+
+
+def attention_rows(model, att: dict) -> list[dict[str, Any]]:
+    """Per (block, query, direction): the raw magnitude of the query's |A| row (its sum over
+    the tokens, its largest entry; before the row normalisation the figures apply) and the
+    largest share, mean over images, heads and the query's tokens (attention.csv)."""
+    rows = []
+    for (block, query), (shares, raw) in sorted(att.items()):
+        names = [d.name for d in model.blocks[block - 1].layer.directions]
+        for k, direction in enumerate(names):
+            rows.append({"block": block, "query": query, "direction": direction,
+                         "raw_row_sum": float(raw[k].sum()), "raw_max": float(raw[k].max()),
+                         "share_max": float(shares[k].max())})  # fmt: skip
+    return rows
 
 
 def exact_cost(model, name: str) -> str:

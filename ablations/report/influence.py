@@ -36,6 +36,8 @@ class FlowResult:
     # depth -> (R, h, w) maps carrying the probe error (vil.influence); None: exact or unknown
     replicates: dict[int, np.ndarray | None] = field(default_factory=dict)
     probes: int | str = 2  # per image, or "exact"
+    # one row per (block, query, direction): raw |A| (before the row normalisation) and share
+    attention_rows: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # the run record's identity
 
     @property
@@ -122,7 +124,8 @@ def influence_figure(results: list[FlowResult], stem: Path) -> list[Path]:
     rows = [[(f"{k} block{'s' if k > 1 else ''}", _relative(m)) for k, m in r.maps.items()]
             for r in results]  # fmt: skip
     title = ("Influence of each input patch on the pooled representation after k blocks\n"
-             "mean over images of ||d pooled / d patch embedding||_F; grey: exactly 0")  # fmt: skip
+             "mean over images of ||d pooled / d patch embedding||_F; brightness: a patch's "
+             "influence over the map's mean (1 = average patch); grey: exactly 0")  # fmt: skip
     return _grid_figure(rows, [r.label for r in results], title,
                         "influence / uniform share", stem)  # fmt: skip
 

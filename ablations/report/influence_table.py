@@ -1,8 +1,9 @@
 """Information-flow numbers beside the figures: ``influence.csv`` (per model, stage and
 readout depth: share of patches holding 90% of the influence, normalised entropy,
 centre/border ratio, reach, and the probe error of each: ``*_se``, ``se_rel_*``),
-``provenance.json`` (how they were made, and the run record
-of every checkpoint used) and the markdown section of the experiment's report.
+``attention.csv`` (raw |A| per block, query and direction), ``provenance.json`` (how they
+were made, and the run record of every checkpoint used) and the markdown section of the
+experiment's report.
 
 The section is rebuilt from those files alone (``influence_section``), so ``report`` reads
 what ``influence`` wrote and never recomputes it.
@@ -26,6 +27,7 @@ from vil.influence import map_stats
 
 DIR = "influence"  # inside an experiment folder
 CSV = "influence.csv"
+ATTENTION_CSV = "attention.csv"  # raw |A| magnitudes per block, query and direction
 PROVENANCE = "provenance.json"
 FIGURES = ("influence_depth", "attention_pooled", "attention_queries")
 
@@ -68,6 +70,9 @@ def write_outputs(results: list[FlowResult], out_dir: Path, meta: dict[str, Any]
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = write_figures(results, out_dir)
     pd.DataFrame(stats_rows(results)).to_csv(out_dir / CSV, index=False)
+    att = [{"name": r.name, "traversal": r.traversal, "pooling": r.pooling, "stage": r.stage,
+            **row} for r in results for row in r.attention_rows]  # fmt: skip
+    pd.DataFrame(att).to_csv(out_dir / ATTENTION_CSV, index=False)
     records = {
         f"{r.name}/{r.stage}": {k: r.provenance.get(k) for k in CSV_COLUMNS}
         for r in results
@@ -76,7 +81,8 @@ def write_outputs(results: list[FlowResult], out_dir: Path, meta: dict[str, Any]
     (out_dir / PROVENANCE).write_text(json.dumps({**meta, "records": records}, indent=2) + "\n")
     page = out_dir / "influence.md"
     page.write_text(section_markdown(out_dir, prefix=""))
-    return [p for ps in figs.values() for p in ps] + [out_dir / CSV, out_dir / PROVENANCE, page]
+    tables = [out_dir / CSV, out_dir / ATTENTION_CSV, out_dir / PROVENANCE, page]
+    return [p for ps in figs.values() for p in ps] + tables
 
 
 def _fmt(x: float) -> str:
@@ -150,7 +156,9 @@ def section_markdown(folder: Path, prefix: str = f"{DIR}/") -> str:
              "k blocks (gradient influence); and mLSTM's implicit attention (the normalised "
              "parallel-form matrix). Cells: share of patches holding 90% of the influence / "
              "normalised entropy (1 = uniform) / centre-to-border ratio. "
-             f"All numbers: [{CSV}]({prefix}{CSV}).\n", *_provenance_lines(meta),
+             f"All numbers: [{CSV}]({prefix}{CSV}); the attention's raw |A| (before "
+             f"the row normalisation the figures show): [{ATTENTION_CSV}]"
+             f"({prefix}{ATTENTION_CSV}).\n", *_provenance_lines(meta),
              *_probe_lines(frame), ""]  # fmt: skip
     for stage in STAGES:
         mine = frame[frame["stage"] == stage]
