@@ -3,6 +3,8 @@ shares (issue 32 item 1), every row naming its weights (item 6: pretrained NAME,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -38,3 +40,49 @@ def test_attention_csv_keeps_the_raw_magnitudes_per_direction(tmp_path):
         assert got.loc[name, "raw_row_sum"] == pytest.approx(float(expect[k]), rel=1e-9)
     assert frame["raw_row_sum"].nunique() > 1  # magnitudes, not the shares' constant 1
     assert (frame["share_max"] <= 1).all() and (frame["share_max"] > 0).all()
+
+
+def test_a_pretrained_configs_weights_are_named_not_called_init(tmp_path):
+    """A config starting from published weights is analysed on them, and every label, title
+    and CSV row says "pretrained NAME", never "init"."""
+    from ablations.schema.catalog import load_catalog
+    from ablations.schema.config import apply
+    from tests.fixtures.reference_io import unpack
+
+    f = torch.load("tests/fixtures/reference/train-alternating-4x4.pt", weights_only=False)
+    path = tmp_path / "tiny-ref.th"
+    torch.save({"state_dict": unpack(f["state_dict"])}, path)  # the published files' layout
+    o = dict(f["ours"])
+    model = {k: o[k] for k in ("traversal", "pooling", "depth", "expansion", "dim",
+                               "patch_size", "release")}  # fmt: skip
+    cfg = apply(load_catalog().protocol("smoke"),
+                {"model": {**model, "pretrained": str(path)},
+                 "data": {"img_size": o["img_size"][0], "num_classes": o["num_classes"]}},
+                "test")  # fmt: skip
+    opts = ic.Options(images=2, inputs="random", probes=1)
+    ic.run([ic.Target("alternating", cfg)], opts, tmp_path / "out", "test")
+    out = tmp_path / "out"
+    for name in ("influence.csv", "attention.csv"):
+        assert set(pd.read_csv(out / name)["stage"]) == {"pretrained tiny-ref.th"}, name
+    assert (out / "influence_depth_pretrained.png").is_file()
+    assert not list(out.glob("*_init.png"))
+    text = (out / "influence.md").read_text()
+    assert "Published weights, before training (pretrained tiny-ref.th)" in text
+    assert ic.weights_label(cfg, "init") == "pretrained tiny-ref.th"
+    assert ic.weights_label(cfg, "trained") == "trained"
+    plain = apply(cfg, {"model": {"pretrained": None}}, "test")
+    assert ic.weights_label(plain, "init") == "init"
+
+
+def test_the_row_label_and_title_name_the_pretrained_weights(monkeypatch):
+    from ablations.report import influence as fig
+
+    r = ic.analyse(tiny("uni"), torch.randn(1, 3, 12, 16), "uni", "pretrained vil-tiny",
+                   ic.Options(images=1, probes=1))  # fmt: skip
+    assert r.label.endswith("pooling, pretrained vil-tiny")
+    titles = []
+    monkeypatch.setattr(fig, "_grid_figure", lambda rows, labels, title, *a, **k: titles.append(
+        (title, labels)))  # fmt: skip
+    fig.write_figures([r], Path("unused"))
+    assert titles and all("weights: pretrained vil-tiny" in t for t, _ in titles)
+    assert all("pretrained vil-tiny" in lab for _, labels in titles for lab in labels)

@@ -2,8 +2,9 @@
 
 Targets: an experiment's variants (first seed; the trained run's checkpoint too where the
 sweep finished it), a list of traversals on a protocol, or one run folder (``--run DIR``).
-Every target is analysed at initialisation (the run's seed, so the run's starting weights)
-and, where a checkpoint exists, after training. Inputs: the first N validation images of
+Every target is analysed at initialisation (the run's seed, so the run's starting weights;
+"pretrained NAME" where the config starts from published weights) and, where a checkpoint
+exists, after training. Inputs: the first N validation images of
 the target's dataset (the existing data builders and eval transforms), or N seeded Gaussian
 images. Writes figures, ``influence.csv`` and ``provenance.json`` (ablations/report/).
 """
@@ -179,6 +180,15 @@ def attention_rows(model, att: dict) -> list[dict[str, Any]]:
     return rows
 
 
+def weights_label(cfg: RunConfig, stage: str) -> str:
+    """What the weights are, for labels, titles and the CSV: "trained" (a checkpoint), or
+    before training "init" or, where the config starts from published weights,
+    "pretrained NAME" (the name, or a URL's or file's last part)."""
+    if stage == "trained" or cfg.model.pretrained is None:
+        return stage
+    return f"pretrained {Path(str(cfg.model.pretrained).rstrip('/')).name}"
+
+
 def exact_cost(model, name: str) -> str:
     """The cost of ``--probes exact``, said before the work: one backward pass per channel of
     the pooled readout, per readout depth and chunk, against the default's 2."""
@@ -207,12 +217,13 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
             stages.append("trained")
         for stage in stages:
             model, prov = build(t, stage, num_classes)
+            label = weights_label(t.cfg, stage)
             if opts.probes == "exact" and stage == "init":
                 print(exact_cost(model, t.name), flush=True)
-            r = analyse(model.to(opts.device), images, t.name, stage, opts)
+            r = analyse(model.to(opts.device), images, t.name, label, opts)
             r.provenance = prov if stage == "trained" else {"seed": prov.get("seed")}
             results.append(r)
-            print(f"{t.name} ({stage}): done at {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"{t.name} ({label}): done at {time.perf_counter() - start:.0f} s", flush=True)
     meta: dict[str, Any] = {
         "inputs": "; ".join(dict.fromkeys(v[2] for v in inputs.values())),
         "probes": opts.probes, "seed": opts.seed, "device": opts.device,

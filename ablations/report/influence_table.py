@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablations.report.influence import STAGES, FlowResult, write_figures
+from ablations.report.influence import STAGES, FlowResult, stage_kind, write_figures
 from ablations.schema.record import CSV_COLUMNS
 from vil.influence import map_stats
 
@@ -30,6 +30,8 @@ CSV = "influence.csv"
 ATTENTION_CSV = "attention.csv"  # raw |A| magnitudes per block, query and direction
 PROVENANCE = "provenance.json"
 FIGURES = ("influence_depth", "attention_pooled", "attention_queries")
+HEADINGS = {"init": "At initialisation", "pretrained": "Published weights, before training",
+            "trained": "After training"}  # fmt: skip
 
 
 STATS = ("share90", "entropy", "centre_border", "reach")
@@ -161,10 +163,11 @@ def section_markdown(folder: Path, prefix: str = f"{DIR}/") -> str:
              f"({prefix}{ATTENTION_CSV}).\n", *_provenance_lines(meta),
              *_probe_lines(frame), ""]  # fmt: skip
     for stage in STAGES:
-        mine = frame[frame["stage"] == stage]
+        mine = frame[frame["stage"].map(stage_kind) == stage]
         if mine.empty:
             continue
-        parts += [f"### {'At initialisation' if stage == 'init' else 'After training'}\n"]
+        weights = ", ".join(dict.fromkeys(mine["stage"]))  # "pretrained NAME" names NAME
+        parts += [f"### {HEADINGS[stage]} ({weights})\n"]
         parts += _stage_table(mine) + [""]
         for stem in FIGURES:
             name = f"{stem}_{stage}"
