@@ -86,3 +86,45 @@ def test_the_row_label_and_title_name_the_pretrained_weights(monkeypatch):
     fig.write_figures([r], Path("unused"))
     assert titles and all("weights: pretrained vil-tiny" in t for t, _ in titles)
     assert all("pretrained vil-tiny" in lab for _, labels in titles for lab in labels)
+
+
+def test_provenance_states_the_graphs_peak_memory_which_the_chunk_bounds(tmp_path, capsys):
+    """The peak printed is the autograd graph's (GraphMeter: the tensors it saved), per
+    model, so it shrinks with --chunk; the process's RSS high-water mark would not."""
+    import json
+
+    from ablations.report.influence_table import influence_section
+    from ablations.schema.catalog import load_catalog
+
+    (target,) = ic.traversal_targets(load_catalog().protocol("smoke"), ["bi"], {})
+    peaks = {}
+    for chunk in (1, 4):
+        out = tmp_path / f"c{chunk}"
+        ic.run([target], ic.Options(images=4, inputs="random", probes=1, chunk=chunk), out, "t")
+        meta = json.loads((out / "provenance.json").read_text())
+        peaks[chunk] = meta["graph_peak_mib"]
+        assert meta["memory"]["bi/init"]["graph_peak_mib"] == peaks[chunk]
+        assert "cuda_peak_mib" not in meta  # CPU: no CUDA figure claimed
+        assert f"(graph peak {peaks[chunk]:.1f} MiB)" in capsys.readouterr().out
+    assert 0 < peaks[1] * 3 < peaks[4]  # 4 images' graph: ~4 single-image ones
+    (tmp_path / "influence").symlink_to(tmp_path / "c4")
+    assert "- Peak memory: autograd graph" in influence_section(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the GPU path)")
+def test_on_cuda_the_allocators_peak_is_stated_and_the_maps_match_the_cpus(tmp_path):
+    import json
+
+    from ablations.schema.catalog import load_catalog
+
+    (target,) = ic.traversal_targets(load_catalog().protocol("smoke"), ["bi"], {})
+    frames = {}
+    for device in ("cpu", "cuda"):
+        opts = ic.Options(images=4, inputs="random", probes=2, device=device)
+        ic.run([target], opts, tmp_path / device, "t")
+        frames[device] = pd.read_csv(tmp_path / device / "influence.csv")
+    meta = json.loads((tmp_path / "cuda" / "provenance.json").read_text())
+    assert meta["cuda_peak_mib"] > 0 and meta["graph_peak_mib"] > 0
+    for col in ("entropy", "centre_border"):
+        assert frames["cuda"][col].to_numpy() == pytest.approx(frames["cpu"][col].to_numpy(),
+                                                               rel=1e-3)  # fmt: skip

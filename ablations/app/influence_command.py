@@ -38,6 +38,7 @@ from ablations.train import checkpoint as ckpt
 from ablations.train.runtime import seed_all
 from ablations.train.steps import build_model
 from vil import implicit_attention as ia
+from vil.graph_memory import GraphMeter
 from vil.influence import depths_for, influence_estimates, pooled_positions
 from vil.traversals import TRAVERSALS
 
@@ -146,8 +147,15 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
     """Influence per depth and the implicit attention of one model, ``opts.chunk`` images at
     a time (the graph of one chunk held at once)."""
     depth = len(model.blocks)
-    est = influence_estimates(model, images, probes=opts.vil_probes, seed=opts.seed,
-                              chunk=opts.chunk)  # fmt: skip
+    cuda = images.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(images.device)
+    with GraphMeter(model) as meter:  # the bytes the autograd graph held at its largest
+        est = influence_estimates(model, images, probes=opts.vil_probes, seed=opts.seed,
+                                  chunk=opts.chunk)  # fmt: skip
+    memory = {"graph_peak_mib": meter.peak / 2**20}
+    if cuda:  # the allocator's peak: graph, activations and gradients together
+        memory["cuda_peak_mib"] = torch.cuda.max_memory_allocated(images.device) / 2**20
     qs = queries(model)
     shown = set(depths_for(depth))
     rows = {"pooled": pooled_positions(model), **{q: [p] for q, p in qs.items()}}
@@ -163,6 +171,7 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
                       {k: None if e.replicates is None else e.replicates.numpy()
                        for k, e in est.items()}, opts.probes)  # fmt: skip
     r.attention_rows = attention_rows(model, att)
+    r.memory = memory
     return r
 
 
@@ -223,15 +232,22 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
             r = analyse(model.to(opts.device), images, t.name, label, opts)
             r.provenance = prov if stage == "trained" else {"seed": prov.get("seed")}
             results.append(r)
-            print(f"{t.name} ({label}): done at {time.perf_counter() - start:.0f} s", flush=True)
+            peak = ", ".join(f"{k.removesuffix('_mib').replace('_', ' ').replace('cuda', 'CUDA')} "
+                             f"{v:.1f} MiB" for k, v in r.memory.items())  # fmt: skip
+            print(f"{t.name} ({label}): done at {time.perf_counter() - start:.0f} s ({peak})",
+                  flush=True)  # fmt: skip
     meta: dict[str, Any] = {
         "inputs": "; ".join(dict.fromkeys(v[2] for v in inputs.values())),
         "probes": opts.probes, "seed": opts.seed, "device": opts.device,
         "elapsed_s": time.perf_counter() - start, "command": command,
         "load": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "threads": torch.get_num_threads(),
-        "chunk": opts.chunk, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024,  # Linux: KiB; the process's peak resident memory
+        "chunk": opts.chunk, "memory": {f"{r.name}/{r.stage}": r.memory for r in results},
+        "graph_peak_mib": max(r.memory["graph_peak_mib"] for r in results),
+        # the process's peak resident memory since it started (Linux: KiB), all of it
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
+    if any("cuda_peak_mib" in r.memory for r in results):
+        meta["cuda_peak_mib"] = max(r.memory.get("cuda_peak_mib", 0) for r in results)
     return write_outputs(results, out_dir, meta)
 
 

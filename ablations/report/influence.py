@@ -45,6 +45,7 @@ class FlowResult:
     probes: int | str = 2  # per image, or "exact"
     # one row per (block, query, direction): raw |A| (before the row normalisation) and share
     attention_rows: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, float] = field(default_factory=dict)  # MiB: graph peak (+ CUDA peak)
     provenance: dict[str, Any] = field(default_factory=dict)  # the run record's identity
 
     @property

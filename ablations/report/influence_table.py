@@ -138,6 +138,15 @@ def _provenance_lines(meta: dict[str, Any]) -> list[str]:
             f"- Computed in {meta['elapsed_s']:.0f} s on {meta.get('device', 'cpu')} "
             f"(load average {meta.get('load', '—')}), `{meta.get('command', '')}`."
         )
+    if meta.get("graph_peak_mib") is not None:
+        cuda = meta.get("cuda_peak_mib")
+        lines.append(
+            f"- Peak memory: autograd graph {meta['graph_peak_mib']:.0f} MiB at most (one "
+            f"model, {meta.get('chunk', '—')} images per graph; the tensors it saved)"
+            + (f", CUDA {cuda:.0f} MiB allocated at most" if cuda is not None else "")
+            + f"; process peak resident {meta.get('peak_rss_mib', 0):.0f} MiB; "
+            f"{meta.get('threads', '—')} torch thread(s)."
+        )
     for key, rec in meta.get("records", {}).items():
         top1 = rec.get("top1")
         top1 = f"{top1:.2f}%" if isinstance(top1, float) else "—"
