@@ -114,7 +114,8 @@ def _probe_lines(frame: pd.DataFrame) -> list[str]:
     line = (f"- Probe error (the standard error the probes' own spread gives, "
             f"docs/influence.md): per patch "
             f"{frame['se_rel_median'].median():.1%} median, {frame['se_rel_max'].max():.1%} "
-            "at most, of the patch's value (+-2 SE covers about 90% of patches).")  # fmt: skip
+            "at most, of the patch's value (+-2 SE: about a 90% interval, as measured "
+            "against the exact map on nano models).")  # fmt: skip
     stable, moved = [], []
     for k in STATS[:3]:
         worst = 2 * frame[f"{k}_se"].max()
@@ -176,7 +177,7 @@ def section_markdown(folder: Path, prefix: str = f"{DIR}/") -> str:
         if mine.empty:
             continue
         weights = ", ".join(dict.fromkeys(mine["stage"]))  # "pretrained NAME" names NAME
-        parts += [f"### {HEADINGS[stage]} ({weights})\n"]
+        parts += [f"### {HEADINGS[stage]}" + (f" ({weights})\n" if weights != stage else "\n")]
         parts += _stage_table(mine) + [""]
         for stem in FIGURES:
             name = f"{stem}_{stage}"
