@@ -134,6 +134,11 @@ def _run_commands(sub: Any) -> None:
                    help="print report.md, write nothing (figures are left out)")  # fmt: skip
 
 
+def _probes(text: str) -> int | str:
+    """--probes: a number (checked later, one line) or ``exact``."""
+    return text if text == "exact" else int(text) if text.lstrip("-").isdigit() else text
+
+
 def _other_commands(sub: Any) -> None:
     """paths, influence, compare, prepare, eval, doctor."""
     p = sub.add_parser("paths", help="draw the traversal paths figure")
@@ -148,7 +153,9 @@ def _other_commands(sub: Any) -> None:
     p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
     p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
     p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
-    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
+    p.add_argument("--probes", type=_probes, default=2, metavar="N|exact",
+                   help="Jacobian-norm probes per image (default 2), or exact: one backward "
+                        "pass per readout channel (width/N times the cost)")  # fmt: skip
     p.add_argument("--chunk", type=int, default=4, metavar="N",
                    help="images per autograd graph (default 4; bounds memory)")  # fmt: skip
     p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
