@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ablations.schema.config import (
+    NOT_SCIENCE,
     ConfigError,
     RunConfig,
     ViLConfig,
@@ -41,6 +42,7 @@ EXPERIMENT_KEYS = (
     "variants",
     "tune",
     "match",
+    "confounds",
 )
 MATCH_BY = ("params", "flops")  # match: what the solved depth (or width) brings to the reference's
 MATCH_KEYS = ("model.depth", "model.dim")  # what match: may solve (depth by default)
@@ -78,6 +80,9 @@ class Experiment:
     seeds_given: bool = True  # False: the file named no seeds (the protocol's apply)
     tune: TuneSpec = field(default_factory=TuneSpec)  # `vil-ablate tune`: space and budget
     match: Match | None = None  # solve each variant's depth to match the reference's cost
+    # key -> reason: training settings some variant sets on purpose (``confounds:``); the
+    # report keeps those pairs' intervals, marked "confounded (declared): key"
+    confounds: dict[str, str] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> list[str]:
@@ -308,8 +313,41 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     description = str(spec.get("description", "")).strip()
     tune = parse_tune(spec.get("tune"), source, prefix)
     match = _match(spec.get("match"), source, f"{prefix}match")
+    confounds = _confounds(spec.get("confounds"), axis, source, f"{prefix}confounds")
     return Experiment(name, axis, reference, variants, seeds, fixed, description, given, tune,
-                      match)  # fmt: skip
+                      match, confounds)  # fmt: skip
+
+
+def _confounds(raw: Any, axis: str, source: str, path: str) -> dict[str, str]:
+    """``confounds: {train.lr: "bi_shared diverges at the reference's lr"}``: science keys of
+    the run config that variants may differ in on purpose, each with its reason."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        example = "{train.lr: why the variants need different ones}"
+        raise ConfigError(f"{source}: {path}: expected a mapping key -> reason, e.g. "
+                          f"{example}, got {raw!r}")  # fmt: skip
+    keys = [k for k in _axis_keys() if k not in NOT_SCIENCE and k != "train.seed"]
+    out = {}
+    for key, reason in raw.items():
+        where = f"{path}.{key}"
+        if key not in keys:
+            section = str(key).split(".", 1)[0]
+            near = [k for k in keys if k.startswith(f"{section}.")] or keys
+            why = "unknown key"
+            if key == "train.seed":
+                why = "the seed differs by design (statistics pair on it)"
+            elif key in _axis_keys():
+                why = "not a science key (it never makes runs differ)"
+            raise ConfigError(f"{source}: {where}: {why}; valid: {', '.join(near)}")
+        if key == axis_key(axis):
+            raise ConfigError(f"{source}: {where}: the axis itself is the design, not a "
+                              "confound; valid: any other science key")  # fmt: skip
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{source}: {where}: expected a reason (a non-empty string), "
+                              f"got {reason!r}")  # fmt: skip
+        out[str(key)] = reason.strip()
+    return out
 
 
 def _match(raw: Any, source: str, path: str) -> Match | None:

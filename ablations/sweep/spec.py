@@ -120,6 +120,7 @@ class Sweep:
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
         own = flatten(self.exp.variant(p.variant).overrides) | flatten(m.overrides if m else {})
         rec.own_keys = sorted(own)  # the row's own settings (the report's comparability)
+        rec.confounds = dict(self.exp.confounds)  # declared: the report marks, not refuses
         if m is not None:
             rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
         if t is not None:
@@ -214,6 +215,23 @@ def prepare(sweep: Sweep) -> None:
     with naming_path(sweep.exp_dir, "create"):
         (sweep.exp_dir / "runs").mkdir(parents=True, exist_ok=True)
     write_json(sweep.exp_dir / "experiment.json", experiment_info(sweep))
+    declare_confounds(sweep)
+
+
+def declare_confounds(sweep: Sweep) -> list[str]:
+    """Give finished runs of the grid the experiment's current ``confounds:`` (a declaration
+    the report reads, not science: declaring a key after the runs needs no retraining)."""
+    done = []
+    for p in sweep.grid:
+        rec = runs.read(sweep.exp_dir / p.run_dir)
+        if rec is None or rec.state not in ("COMPLETE", "TRUNCATED"):
+            continue  # a running or waiting point gets it from record_for
+        same = rec.fingerprint == runs.fingerprint(sweep.sciences[p])
+        if same and rec.confounds != sweep.exp.confounds:
+            rec.confounds = dict(sweep.exp.confounds)
+            rec.write(sweep.exp_dir / p.run_dir)
+            done.append(p.name)
+    return done
 
 
 def experiment_info(sweep: Sweep) -> dict[str, Any]:
