@@ -16,6 +16,7 @@ from ablations.schema import points as grid
 from ablations.schema import record as runs
 from ablations.schema.catalog import Catalog, Experiment, load_catalog
 from ablations.schema.config import (
+    RECIPE_KEY,
     ConfigError,
     RunConfig,
     changes,
@@ -193,10 +194,21 @@ def stale_points(sweep: Sweep) -> list[str]:
         rec = runs.read(sweep.exp_dir / p.run_dir)
         if rec is None or rec.state not in ("COMPLETE", "INTERRUPTED", "RUNNING"):
             continue  # nothing to lose: a failed run is simply replaced
-        diff = changes(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        diff = stale_reasons(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
         if rec.fingerprint != runs.fingerprint(sweep.sciences[p]):
             lines.append(f"{p.name} ({rec.state.lower()}): {', '.join(diff[:6])}")
     return lines
+
+
+def stale_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between a run's recorded science config and this command's: the recipe
+    version first, said as such (the code, not the config, changed), then each key."""
+    out = []
+    if old.get(RECIPE_KEY) != new.get(RECIPE_KEY):
+        was = old.get(RECIPE_KEY, "(none: older code)")
+        out.append(f"recorded {RECIPE_KEY} {was}, this code {new.get(RECIPE_KEY)} (the code "
+                   "now trains such a run differently)")  # fmt: skip
+    return out + [c for c in changes(old, new) if not c.startswith(f"{RECIPE_KEY} ")]
 
 
 def check_records(sweep: Sweep) -> None:
