@@ -233,14 +233,20 @@ def cmd_influence(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ablations.report.compare import CompareError, compare, experiment_folder
+    from ablations.report.compare import (
+        CompareError,
+        check_out,
+        compare,
+        default_stem,
+        experiment_folder,
+    )
 
     try:
         a, b = (
             experiment_folder(Path(x), args.experiment, args.protocol) for x in (args.a, args.b)
         )
-        name = f"{'_'.join(a.parts[-2:])}-vs-{'_'.join(b.parts[-2:])}"
-        out = Path(args.out) if args.out else Path(args.results) / "compare" / name
+        out = Path(args.out) if args.out else default_stem(a, b)
+        check_out(out, args.force)  # before any work: never overwrites without --force
         path, text = compare(a, b, out)
     except CompareError as e:
         raise ConfigError(str(e)) from None

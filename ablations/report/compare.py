@@ -15,7 +15,9 @@ Written as ``<out>.md``, ``.tex`` and ``.csv`` (raw numbers) by the report's tab
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from ablations.report.comparable import DECLARED, NOT_COMPARABLE, check_folders
 from ablations.report.noise import Eval, Noise, noise
 from ablations.report.render import MISSING, Cell, Table, fmt, fmt_pm, to_markdown, write_table
 from ablations.report.stats import MIN_CLAIM_SEEDS, DiffCI, paired_ci, summarise, welch_ci
+from ablations.schema.files import unwritable
 from ablations.schema.record import RunRecord, decode_correct, read_all
 
 COLUMNS = ["variant", "a_top1_mean", "a_top1_std", "a_n", "b_top1_mean", "b_top1_std",
@@ -82,6 +85,38 @@ def experiment_folder(path: Path, experiment: str | None, protocol: str | None) 
         raise CompareError(f"{path}: {experiment} under {protocol or 'any protocol'}: {what} "
                            "(expected exactly one; pass --protocol)")  # fmt: skip
     return found[0].parent
+
+
+def default_stem(a: Path, b: Path) -> Path:
+    """``<A's results>/compare/<A>-vs-<B>-<hash>``: A's results folder (above its protocol
+    folder); the name holds both folders' paths, relative to it, and a hash of both absolute
+    paths, so two different pairs never share a file (the same pair does)."""
+    a, b = Path(a).absolute(), Path(b).absolute()
+    results = a.parents[1] if len(a.parents) > 1 else a.parent
+
+    def slug(folder: Path) -> str:
+        rel = Path(os.path.relpath(folder, results))
+        parts = ["up" if p == ".." else p.replace(".", "_") for p in rel.parts if p != "."]
+        return "_".join(parts) or "results"  # no dots: the stem takes .md/.csv/.tex
+
+    digest = hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:8]
+    return results / "compare" / f"{slug(a)}-vs-{slug(b)}-{digest}"
+
+
+OUTPUTS = (".md", ".csv", ".tex")
+
+
+def check_out(stem: Path, force: bool) -> None:
+    """Before any work: the files may be written there (one line naming the file if not)."""
+    stem = Path(stem)
+    why = unwritable(stem.parent)
+    if why is not None:
+        where = stem.with_suffix(".md")
+        raise CompareError(f"compare: cannot write {where}: {why}; pass --out STEM elsewhere")
+    existing = [stem.with_suffix(ext) for ext in OUTPUTS if stem.with_suffix(ext).exists()]
+    if existing and not force:
+        raise CompareError(f"compare: {existing[0]} exists; pass --force to overwrite it "
+                           "(or --out STEM for another name)")  # fmt: skip
 
 
 def load_side(folder: Path) -> Side:
