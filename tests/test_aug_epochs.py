@@ -65,7 +65,8 @@ def _check(monkeypatch, tmp_path: Path, data: dict) -> None:
     assert not torch.equal(first[0][0], first[0][1])  # augmentation is on: positions differ
     # each position gets another view next epoch (light's few shifts and flips may repeat
     # one by chance; dropping the epoch from the seed repeats every one)
-    same = [torch.equal(x, y) for a, b in zip(first, second, strict=True) for x, y in zip(a, b)]
+    pairs = [(x, y) for a, b in zip(first, second, strict=True) for x, y in zip(a, b, strict=True)]
+    same = [torch.equal(x, y) for x, y in pairs]
     assert sum(same) <= len(same) // 4, same
     bi = _views(monkeypatch, tmp_path, "bi", 0, data)  # another model, the same seed
     assert all(torch.equal(a, b) for a, b in zip(alt, bi, strict=True))

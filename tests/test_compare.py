@@ -57,7 +57,10 @@ def test_results_folders_with_experiment_and_bad_folders(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "demo/table2_iso_params vs demo/table2" in out
-    assert len(list((tmp_path / "r" / "compare").glob("demo_table2-vs-demo_table2_iso_params-*.md"))) == 1
+    assert (
+        len(list((tmp_path / "r" / "compare").glob("demo_table2-vs-demo_table2_iso_params-*.md")))
+        == 1
+    )
     assert main(["compare", str(tmp_path), str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--experiment NAME" in err

@@ -58,7 +58,9 @@ def test_never_overwrites_without_force(folders, tmp_path, capsys):
 
 def test_out_chooses_the_place(folders, tmp_path, capsys):
     stem = tmp_path / "mine" / "tuning_gain"
-    assert main(["compare", str(folders["untuned"]), str(folders["tuned"]), "--out", str(stem)]) == 0
+    assert (
+        main(["compare", str(folders["untuned"]), str(folders["tuned"]), "--out", str(stem)]) == 0
+    )
     assert _written(tmp_path / "mine") == ["tuning_gain.csv", "tuning_gain.md", "tuning_gain.tex"]
     assert not (tmp_path / "untuned" / "compare").exists()
 

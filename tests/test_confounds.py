@@ -54,8 +54,8 @@ def swept(tmp_path_factory) -> dict[str, Path]:
     """``own``: the issue's two variants, nothing declared; ``declared``: bi_shared's lr
     declared (5 + 4 smoke trials)."""
     tmp = tmp_path_factory.mktemp("confounds")
-    path = _file(tmp, {"own": _exp(VARIANTS),
-                       "declared": _exp([VARIANTS[0], VARIANTS[2]], {"train.lr": WHY})})  # fmt: skip
+    declared = _exp([VARIANTS[0], VARIANTS[2]], {"train.lr": WHY})
+    path = _file(tmp, {"own": _exp(VARIANTS), "declared": declared})
     return {e: _sweep(path, tmp / "r", e) for e in ("own", "declared")} | {"file": path}
 
 
@@ -86,7 +86,7 @@ def test_a_declared_confound_keeps_the_interval_and_says_so(swept):
     assert cells[3].startswith("[") and "confounded (declared): train.lr" in cells[-2]
     assert "not comparable" not in row
     top = (exp / "report.md").read_text().split("## Setting")[0]
-    assert f"confounded (declared): train.lr: 0.032 (alternating s0, s1) vs 0.5" in top
+    assert "confounded (declared): train.lr: 0.032 (alternating s0, s1) vs 0.5" in top
     assert WHY in top and "runs trained differently" not in top
     rec = json.loads((exp / "runs" / "bi_shared-s1" / "result.json").read_text())
     assert rec["confounds"] == {"train.lr": WHY}
@@ -113,8 +113,11 @@ def test_declaring_after_the_runs_needs_no_retraining(swept, tmp_path):
 @pytest.mark.parametrize(
     "confounds, says",
     [
-        ({"train.lrr": "x"}, "experiments.e.confounds.train.lrr: unknown key; valid: "
-                             "train.batch_size, train.betas, train.epochs,"),
+        (
+            {"train.lrr": "x"},
+            "experiments.e.confounds.train.lrr: unknown key; valid: "
+            "train.batch_size, train.betas, train.epochs,",
+        ),
         ({"optim.lr": "x"}, "experiments.e.confounds.optim.lr: unknown key; valid: data."),
         ({"train.device": "x"}, "confounds.train.device: not a science key"),
         ({"train.seed": "x"}, "confounds.train.seed: the seed differs by design"),

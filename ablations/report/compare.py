@@ -172,8 +172,9 @@ def _difference_columns(a: Side, b: Side, variant: str, ta: dict, tb: dict) -> d
     if ci.has_ci and not ci.enough_seeds:
         notes.append(f"n < {MIN_CLAIM_SEEDS} on a side: no claim either way")
     notes += [check.note()] if check.declared else []
-    return out | {"diff": ci.diff, "ci_low": ci.low, "ci_high": ci.high, "method": ci.method,
-                  "floor_sd": ci.floor_sd, "floored": ci.floored, "note": "; ".join(notes)}  # fmt: skip
+    interval = {"diff": ci.diff, "ci_low": ci.low, "ci_high": ci.high, "method": ci.method}
+    return out | interval | {"floor_sd": ci.floor_sd, "floored": ci.floored,
+                             "note": "; ".join(notes)}  # fmt: skip
 
 
 def _label(a: Side, b: Side) -> tuple[str, str]:

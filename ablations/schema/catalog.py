@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 
 from ablations.schema.config import (
-    NOT_SCIENCE,
     ConfigError,
     RunConfig,
     ViLConfig,
@@ -25,6 +24,7 @@ from ablations.schema.config import (
     merge,
     to_dict,
 )
+from ablations.schema.confounds import parse_confounds
 from ablations.schema.imports import import_all
 from ablations.schema.layers import Layer, protocol_keys, stack
 from ablations.schema.tune_space import TuneSpec, parse_tune
@@ -313,41 +313,9 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     description = str(spec.get("description", "")).strip()
     tune = parse_tune(spec.get("tune"), source, prefix)
     match = _match(spec.get("match"), source, f"{prefix}match")
-    confounds = _confounds(spec.get("confounds"), axis, source, f"{prefix}confounds")
+    confounds = parse_confounds(spec.get("confounds"), axis_key(axis), source, f"{prefix}confounds")
     return Experiment(name, axis, reference, variants, seeds, fixed, description, given, tune,
                       match, confounds)  # fmt: skip
-
-
-def _confounds(raw: Any, axis: str, source: str, path: str) -> dict[str, str]:
-    """``confounds: {train.lr: "bi_shared diverges at the reference's lr"}``: science keys of
-    the run config that variants may differ in on purpose, each with its reason."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        example = "{train.lr: why the variants need different ones}"
-        raise ConfigError(f"{source}: {path}: expected a mapping key -> reason, e.g. "
-                          f"{example}, got {raw!r}")  # fmt: skip
-    keys = [k for k in _axis_keys() if k not in NOT_SCIENCE and k != "train.seed"]
-    out = {}
-    for key, reason in raw.items():
-        where = f"{path}.{key}"
-        if key not in keys:
-            section = str(key).split(".", 1)[0]
-            near = [k for k in keys if k.startswith(f"{section}.")] or keys
-            why = "unknown key"
-            if key == "train.seed":
-                why = "the seed differs by design (statistics pair on it)"
-            elif key in _axis_keys():
-                why = "not a science key (it never makes runs differ)"
-            raise ConfigError(f"{source}: {where}: {why}; valid: {', '.join(near)}")
-        if key == axis_key(axis):
-            raise ConfigError(f"{source}: {where}: the axis itself is the design, not a "
-                              "confound; valid: any other science key")  # fmt: skip
-        if not isinstance(reason, str) or not reason.strip():
-            raise ConfigError(f"{source}: {where}: expected a reason (a non-empty string), "
-                              f"got {reason!r}")  # fmt: skip
-        out[str(key)] = reason.strip()
-    return out
 
 
 def _match(raw: Any, source: str, path: str) -> Match | None:

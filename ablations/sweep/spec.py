@@ -194,7 +194,9 @@ def stale_points(sweep: Sweep) -> list[str]:
         rec = runs.read(sweep.exp_dir / p.run_dir)
         if rec is None or rec.state not in ("COMPLETE", "INTERRUPTED", "RUNNING"):
             continue  # nothing to lose: a failed run is simply replaced
-        diff = stale_reasons(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        diff = (
+            stale_reasons(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        )
         if rec.fingerprint != runs.fingerprint(sweep.sciences[p]):
             lines.append(f"{p.name} ({rec.state.lower()}): {', '.join(diff[:6])}")
     return lines
