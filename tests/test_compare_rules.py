@@ -27,7 +27,7 @@ ALIKE = {"uni": {}, "alternating": {}}
 
 def _compare(a: Path, b: Path, tmp_path: Path) -> pd.DataFrame:
     stem = tmp_path / "cmp"
-    assert main(["compare", str(a), str(b), "--out", str(stem)]) == 0
+    assert main(["compare", str(a), str(b), "--out", str(stem), "--force"]) == 0
     return pd.read_csv(stem.with_suffix(".csv")).set_index("variant")
 
 
