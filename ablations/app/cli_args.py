@@ -164,9 +164,10 @@ def _other_commands(sub: Any) -> None:
     p.add_argument("b", metavar="B", help="the other one; the table shows B - A")
     p.add_argument("--experiment", help="with results folders: the experiment to compare")
     p.add_argument("--protocol", help="with results folders: its protocol folder")
-    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
     p.add_argument("--out", metavar="STEM",
-                   help="STEM.md/.csv/.tex (default: <results>/compare/<A>-vs-<B>)")  # fmt: skip
+                   help="STEM.md/.csv/.tex (default: <A's results folder>/compare/"
+                        "<A>-vs-<B>-<hash of both paths>)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an earlier comparison")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
     p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")

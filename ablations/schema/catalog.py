@@ -24,6 +24,7 @@ from ablations.schema.config import (
     merge,
     to_dict,
 )
+from ablations.schema.confounds import parse_confounds
 from ablations.schema.imports import import_all
 from ablations.schema.layers import Layer, protocol_keys, stack
 from ablations.schema.tune_space import TuneSpec, parse_tune
@@ -41,6 +42,7 @@ EXPERIMENT_KEYS = (
     "variants",
     "tune",
     "match",
+    "confounds",
 )
 MATCH_BY = ("params", "flops")  # match: what the solved depth (or width) brings to the reference's
 MATCH_KEYS = ("model.depth", "model.dim")  # what match: may solve (depth by default)
@@ -78,6 +80,9 @@ class Experiment:
     seeds_given: bool = True  # False: the file named no seeds (the protocol's apply)
     tune: TuneSpec = field(default_factory=TuneSpec)  # `vil-ablate tune`: space and budget
     match: Match | None = None  # solve each variant's depth to match the reference's cost
+    # key -> reason: training settings some variant sets on purpose (``confounds:``); the
+    # report keeps those pairs' intervals, marked "confounded (declared): key"
+    confounds: dict[str, str] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> list[str]:
@@ -308,8 +313,9 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     description = str(spec.get("description", "")).strip()
     tune = parse_tune(spec.get("tune"), source, prefix)
     match = _match(spec.get("match"), source, f"{prefix}match")
+    confounds = parse_confounds(spec.get("confounds"), axis_key(axis), source, f"{prefix}confounds")
     return Experiment(name, axis, reference, variants, seeds, fixed, description, given, tune,
-                      match)  # fmt: skip
+                      match, confounds)  # fmt: skip
 
 
 def _match(raw: Any, source: str, path: str) -> Match | None:
