@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
 from ablations.app.cli import main  # noqa: E402
+from tests.read_only import read_only  # noqa: E402  (PEP 578: root ignores chmod)
 from tests.test_compare import A, B, _folder  # noqa: E402
-from tests.test_sweep_grid import read_only  # noqa: E402  (PEP 578: root ignores chmod)
 
 
 @pytest.fixture

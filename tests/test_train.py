@@ -14,12 +14,12 @@ import torch
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.schema.record import decode_correct
-from ablations.train import Interrupted, PathError, TrialFailed, loop, train
+from ablations.train import Interrupted, PathError, TrialFailed, epoch, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-REAL_STEP = loop.train_step
+REAL_STEP = epoch.train_step
 
 
 def _cfg(**train):
@@ -64,7 +64,7 @@ def _stop_after(steps: int, monkeypatch) -> Callable[[], bool]:
         done["n"] += 1
         return REAL_STEP(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "train_step", counted)
+    monkeypatch.setattr(epoch, "train_step", counted)
     return lambda: done["n"] >= steps
 
 

@@ -25,7 +25,7 @@ import submitit
 from ablations.app import submit_checks as checks_here
 from ablations.app.submit_args import status_argv, task_argv
 from ablations.app.submit_task import SweepTask
-from ablations.app.sweep_command import _finish
+from ablations.app.sweep_command import finish
 from ablations.data import DataConfigError
 from ablations.schema.device import check_device
 from ablations.schema.errors import ConfigError
@@ -112,7 +112,7 @@ def wait(s: spec.Sweep, args: argparse.Namespace, jobs: list) -> int:
         print("vil-ablate: stopped waiting; the jobs go on (see `status`)", file=sys.stderr)
         return 130
     crashed = _crashed(jobs)
-    failed = _finish(s, args)
+    failed = finish(s, args)
     counts = worker.grid_counts(s, worker.load_study(s))
     left = sum(n for state, n in counts.items() if state not in ("COMPLETE", "FAIL"))
     if left:
