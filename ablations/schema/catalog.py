@@ -195,10 +195,8 @@ def find_experiments_file(path: str | Path | None = None) -> Path:
     return local if local.is_file() else PACKAGE_FILE
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate an experiments file (see module docstring)."""
-    file = find_experiments_file(path)
-    source = file.name if file.resolve() == PACKAGE_FILE.resolve() else str(file)
+def _read(file: Path, source: str) -> dict:
+    """The YAML mapping of an experiments file; one line naming the file if it is not one."""
     try:
         raw = yaml.safe_load(file.read_text()) or {}
     except OSError as e:
@@ -208,7 +206,22 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of {', '.join(TOP_KEYS)}")
+    return raw
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Read and validate an experiments file (see module docstring)."""
+    file = find_experiments_file(path)
+    bundled = file.resolve() == PACKAGE_FILE.resolve()
+    source = file.name if bundled else str(file)
+    raw = _read(file, source)
     _keys(raw, TOP_KEYS, source, "")
+    if not bundled and "protocols" not in raw:  # a file of experiments only: the bundled
+        base = _read(PACKAGE_FILE, PACKAGE_FILE.name)  # protocols (smoke, demo, paper, ...)
+        raw = {**raw, "protocols": base["protocols"]}
+        raw.setdefault("default_protocol", base.get("default_protocol", "paper"))
     _imports(raw.get("imports"), source, file.parent)  # first: the names they register
     protos = _mapping(raw.get("protocols", {}), source, "protocols")
     resolved = {name: _resolve(name, protos, source, ()) for name in protos}
@@ -216,7 +229,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     descriptions = {n: str((p or {}).get("description", "")).strip() for n, p in protos.items()}
     default = raw.get("default_protocol", "paper" if "paper" in resolved else None)
     if default not in resolved:
-        valid = ", ".join(resolved)
+        valid = ", ".join(resolved) or "none: protocols: defines none"
         raise ConfigError(f"{source}: default_protocol: unknown {default!r}; valid: {valid}")
     exps = _mapping(raw.get("experiments", {}), source, "experiments")
     experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
