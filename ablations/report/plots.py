@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ablations.report import comparable  # noqa: E402
 from ablations.report.load import Experiment, learning_curves  # noqa: E402
 from ablations.report.machine_load import check as load_check  # noqa: E402
 from vil.poolings import POOLINGS  # noqa: E402
@@ -175,6 +176,9 @@ def plot_forest(exp: Experiment, diffs: pd.DataFrame, margin: float, stem: Path)
         if np.isfinite(r.ci_low):
             ax.errorbar(r.diff_top1, y, xerr=[[r.diff_top1 - r.ci_low], [r.ci_high - r.diff_top1]],
                         fmt="o", ms=7, capsize=4, color=colour)  # fmt: skip
+            if isinstance(r.note, str) and comparable.DECLARED in r.note:  # axis + that key
+                ax.annotate(r.note, (0, y), xycoords=("axes fraction", "data"), xytext=(4, 7),
+                            textcoords="offset points", fontsize=8, color="0.35")  # fmt: skip
             continue
         if np.isfinite(r.diff_top1):  # one seed on a side: the point, hollow, no interval
             ax.plot(r.diff_top1, y, "o", ms=7, mfc="white", color=colour)
