@@ -111,3 +111,25 @@ def test_to_dict_round_trip():
     cfg = apply(RunConfig(), {"model": {"size": "nano"}, "train": {"epochs": 2}}, "t")
     back = apply(RunConfig(), to_dict(cfg), "t")
     assert back == cfg
+
+
+def test_a_file_of_experiments_only_uses_the_bundled_protocols(tmp_path):
+    """docs/own-parts.md's exp.yaml holds only an experiment: the protocols are the bundled
+    ones (same resolved configs, same default); a file with protocols keeps only its own."""
+    mine = tmp_path / "exp.yaml"
+    mine.write_text("experiments:\n  diag:\n    axis: traversal\n    variants: [alternating, bi]\n")
+    cat, bundled = load_catalog(mine), load_catalog(PACKAGE_FILE)
+    assert cat.protocols.keys() == bundled.protocols.keys()
+    assert cat.default_protocol == bundled.default_protocol
+    assert to_dict(cat.protocol("smoke")) == to_dict(bundled.protocol("smoke"))
+    assert list(cat.experiments) == ["diag"]
+    own = yaml.safe_load(PACKAGE_FILE.read_text())
+    own = {"protocols": {"mine": {"model": {"depth": 2}}}, "default_protocol": "mine"}
+    mine.write_text(yaml.safe_dump(own))
+    assert list(load_catalog(mine).protocols) == ["mine"]
+    mine.write_text("protocols: {}\n")
+    with pytest.raises(ConfigError, match="default_protocol: unknown 'paper'|defines none"):
+        load_catalog(mine)
+    mine.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="exp.yaml: expected a mapping of imports"):
+        load_catalog(mine)

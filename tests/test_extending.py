@@ -1,6 +1,6 @@
-"""README's "Adding a traversal, a pooling or a dataset": each example, run as printed (in a
-fresh process, so the registries of other tests stay as they are), makes its name work in
-the model, the run config and the data pipeline."""
+"""docs/own-parts.md's "Adding a traversal, a pooling or a dataset": each example, run as
+printed (in a fresh process, so the registries of other tests stay as they are), makes its
+name work in the model, the run config and the data pipeline."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ print(json.dumps(out))
 
 
 def _examples() -> list[str]:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "own-parts.md").read_text()
     section = text.split("## Adding a traversal, a pooling or a dataset", 1)[1].split("\n## ")[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
-def test_readme_examples_register_names_that_work_everywhere():
+def test_docs_examples_register_names_that_work_everywhere():
     blocks = _examples()
     assert len(blocks) == 3  # a traversal, a pooling, a dataset
     code = "\n".join([*blocks, CHECKS])

@@ -1,6 +1,6 @@
-"""A user's own parts reach every command and worker: README's traversal file, given with
-``--import`` or experiments.yaml's ``imports:``, is swept by two worker processes, reported,
-recorded (its hash in the fingerprint), and a changed file is another experiment."""
+"""A user's own parts reach every command and worker: docs/own-parts.md's traversal file,
+given with ``--import`` or experiments.yaml's ``imports:``, is swept by two worker processes,
+reported, recorded (its hash in the fingerprint), and a changed file is another experiment."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ experiments:
 
 
 def _traversal_file() -> str:
-    """README's "A traversal" example, as printed."""
-    text = (REPO / "README.md").read_text()
+    """docs/own-parts.md's "A traversal" example, as printed."""
+    text = (REPO / "docs" / "own-parts.md").read_text()
     section = text.split("## Adding a traversal, a pooling or a dataset", 1)[1].split("\n## ")[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0]
 

@@ -33,7 +33,8 @@ def test_each_target_gets_inputs_built_from_its_own_data_config(tmp_path, monkey
     monkeypatch.setattr(ic, "build", lambda t, stage, n: (torch.nn.Identity(), {"seed": n}))
     fed = []
     monkeypatch.setattr(ic, "analyse", lambda m, x, name, stage, o: fed.append(name) or
-                        SimpleNamespace(provenance=None))  # fmt: skip
+                        SimpleNamespace(provenance=None, name=name, stage=stage,
+                                        memory={"graph_peak_mib": 1.0}))  # fmt: skip
     monkeypatch.setattr(ic, "write_outputs", lambda results, out, meta: [meta["inputs"]])
     targets = [ic.Target("a", _cfg(num_classes=4)), ic.Target("b", _cfg(num_classes=6)),
                ic.Target("c", _cfg(num_classes=4))]  # fmt: skip

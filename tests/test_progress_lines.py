@@ -11,7 +11,7 @@ from ablations.app.progress import PlainProgress
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.sweep import SweepOptions, resolve, spec, worker
-from ablations.train import Interrupted, loop, train
+from ablations.train import Interrupted, epoch, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,13 +34,13 @@ def _progress() -> PlainProgress:
 def test_no_nan_placeholder_before_the_first_read_and_resume_epoch_is_logged_one(
     tmp_path, monkeypatch
 ):
-    p, done, real_step = _progress(), {"n": 0}, loop.train_step
+    p, done, real_step = _progress(), {"n": 0}, epoch.train_step
 
     def counted(*args, **kwargs):  # count optimiser steps, not stop polls (polled more often)
         done["n"] += 1
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "train_step", counted)
+    monkeypatch.setattr(epoch, "train_step", counted)
 
     def stop_at_step_6() -> bool:  # 4 steps an epoch: stop at epoch 2, step 2
         return done["n"] >= 6

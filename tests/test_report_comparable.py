@@ -77,8 +77,11 @@ def test_mixed_weight_decay_warns_first_and_gives_no_interval(mixed):
     found = pd.read_csv(mixed / "findings.csv")
     worst = found[found["claim"] == "uni-directional is clearly worst"].iloc[0]
     assert worst["verdict"] == NOT_COMPARABLE and worst["claim_verdict"] != "holds"
-    # weight decay 0.9 is listed for the runs that used it, not for every run
-    assert "train.weight_decay: 0.9 (paper: 0.05) (only uni-s0, uni-s1, uni-s2)" in page
+    # weight decay 0.9 is listed for the runs that used it, the others' value for theirs
+    assert (
+        "train.weight_decay: 0.9 (paper: 0.05) (uni-s0, uni-s1, uni-s2); 0.05 (alternating-s0, "
+        "alternating-s1, alternating-s2; the paper's value)"
+    ) in page
 
 
 def test_alike_runs_compare_and_the_rows_own_settings_are_no_difference(tmp_path):

@@ -149,5 +149,22 @@ def test_sort_numbers_as_numbers_missing_last(tmp_path):
     assert desc == ["2.0 min", "10.5 ± 1.0", "9.0", "−2.00", "—"]
 
 
+def test_unranked_columns_do_not_sort(tmp_path):
+    """A column whose values are not comparable between rows (``Table.unranked``: throughput
+    under different load) keeps the rows in place when its header is clicked."""
+    rows = [[Cell(a), Cell(b)] for a, b in (("y", "87 ‡"), ("x", "22 ‡"), ("z", "50 ‡"))]
+    table = Table(["name", "img/s"], rows, "lr", "t", unranked=[1])
+    page_path = write_page([Heading("t", 1), TableBlock(table, "t1")], tmp_path / "r.html", [])
+    with _browser() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = _open(browser, page_path, [])
+        page.click("#t1 th:nth-child(2)")
+        unsorted = _column(page, "#t1", 1)
+        page.click("#t1 th:nth-child(1)")  # the name column still sorts
+        names = _column(page, "#t1", 0)
+        browser.close()
+    assert unsorted == ["87 ‡", "22 ‡", "50 ‡"] and names == ["x", "y", "z"]
+
+
 if shutil.which("chromium") is None and not Path(CHROMIUM).exists():  # said once, at collection
     print(f"test_report_html: browser checks skip: no {CHROMIUM}", file=sys.stderr)

@@ -299,3 +299,20 @@ def test_a_preempted_task_is_requeued_and_resumes_its_trial(tmp_path):
     assert [int(r["step"]) for r in rows] == list(range(4, steps + 1, 4))  # the count goes on
     rank0 = (exp / "submitit" / f"{job}_0_log.out").read_text()
     assert rank0.count("Starting with JobEnvironment") == 2  # the same job, requeued once
+
+
+@pytest.mark.slow
+def test_a_crashed_worker_fails_its_job_and_the_wait_names_its_log(tmp_path):
+    """A worker that dies before training (here: an --import that raises in the tasks only)
+    is a FAILED job, named with its log, and `--wait` exits 1 with the points left WAITING."""
+    boom = tmp_path / "boom.py"
+    boom.write_text(
+        "import os\nif 'RANK' in os.environ:\n    raise RuntimeError('boom in a task')\n"
+    )
+    done = run_cli(*_local(tmp_path, "--workers", "1", "--nodes", "1", "--import", str(boom)),
+                   timeout=300)  # fmt: skip
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    failed = [ln for ln in done.stderr.splitlines() if ln.startswith("job ")]
+    assert len(failed) == 1 and "failed:" in failed[0] and "_log.err" in failed[0], failed
+    assert "sweep worker 0, rank 0 exited with code 2" in failed[0]  # 2: a bad --import
+    assert "WAITING uni-s0" in done.stderr

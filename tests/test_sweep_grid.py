@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import json
-import os
 import signal
 import sys
 import time
@@ -19,6 +16,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
 from ablations.app.cli import main  # noqa: E402
 from tests.postgres import REPO, run_cli, start_cli  # noqa: E402
+from tests.read_only import read_only  # noqa: E402  (PEP 578: root ignores chmod)
 
 DRY = ["sweep", "table2", "--protocol", "smoke", "--dry-run", "--variants", "uni"]
 
@@ -164,53 +162,6 @@ def test_exit_0_only_when_every_point_of_the_grid_completed(tmp_path, capsys, on
     assert f"recover them with: {again} --seeds 0 --retry-failed" in err
     assert main(["sweep", *grid, "--retry-failed"]) == 0
     assert "not complete" not in capsys.readouterr().err
-
-
-# A read-only folder, simulated: tests run as root here, and root ignores permission bits
-# (chmod 555 would not stop it); mounting needs privileges CI lacks. An audit hook (PEP 578)
-# refuses, as a read-only mount does (EROFS), every write under the folder: opening a file
-# for writing, making, renaming or removing anything. It sees every file operation of this
-# process, whatever library makes it (Optuna's journal, pandas, matplotlib).
-_READ_ONLY: list[str] = []
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-_CHANGES = ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.symlink", "os.link",
-            "os.chmod", "os.truncate", "os.utime", "shutil.rmtree")  # fmt: skip
-
-
-def _under(path: object) -> bool:
-    if not isinstance(path, str | bytes | os.PathLike):
-        return False
-    full = os.path.abspath(os.fsdecode(path))
-    return any(full == root or full.startswith(root + os.sep) for root in _READ_ONLY)
-
-
-def _refuse_writes(event: str, args: tuple) -> None:
-    if not _READ_ONLY:
-        return
-    if event == "open":
-        path, mode, flags = args
-        writes = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-            isinstance(mode, str) and any(c in mode for c in "wax+")
-        )
-        hit = writes and _under(path)
-    elif event in _CHANGES:
-        hit = any(_under(a) for a in args[:2])
-    else:
-        return
-    if hit:
-        raise PermissionError(errno.EROFS, "Read-only file system (simulated)", str(args[0]))
-
-
-sys.addaudithook(_refuse_writes)
-
-
-@contextlib.contextmanager
-def read_only(folder: Path):
-    _READ_ONLY.append(os.path.abspath(folder))
-    try:
-        yield
-    finally:
-        _READ_ONLY.pop()
 
 
 def test_the_simulated_read_only_folder_refuses_writes(tmp_path):

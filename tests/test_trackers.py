@@ -150,16 +150,16 @@ def test_smoke_sweep_logs_the_run_record_to_all_three(tmp_path):
 @pytest.mark.slow  # the three libraries' start-up: ~20-80 s on 2 shared cores
 @needs_all
 def test_resumed_trial_continues_its_tracker_runs_without_repeating_steps(tmp_path, monkeypatch):
-    from ablations.train import loop
+    from ablations.train import epoch
 
     run = tmp_path / "smoke" / "table2" / "runs" / "alternating-s0"
-    cfg, steps, real_step = _cfg(trackers=ALL), {"n": 0}, loop.train_step
+    cfg, steps, real_step = _cfg(trackers=ALL), {"n": 0}, epoch.train_step
 
     def counted(*args, **kwargs):
         steps["n"] += 1
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "train_step", counted)
+    monkeypatch.setattr(epoch, "train_step", counted)
 
     def crash_before_step_7() -> bool:  # no checkpoint at the crash: the last one is step 4
         if steps["n"] >= 6:

@@ -9,16 +9,17 @@ import os
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.schema.record import decode_correct
-from ablations.train import Interrupted, PathError, TrialFailed, loop, train
+from ablations.train import Interrupted, PathError, TrialFailed, epoch, train
 from ablations.train.optim import WarmupCosine, decays, make_optimizer
 from ablations.train.steps import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-REAL_STEP = loop.train_step
+REAL_STEP = epoch.train_step
 
 
 def _cfg(**train):
@@ -63,7 +64,7 @@ def _stop_after(steps: int, monkeypatch) -> Callable[[], bool]:
         done["n"] += 1
         return REAL_STEP(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "train_step", counted)
+    monkeypatch.setattr(epoch, "train_step", counted)
     return lambda: done["n"] >= steps
 
 
@@ -135,3 +136,5 @@ def test_record_holds_per_image_correctness_and_load(tmp_path):
     assert 100.0 * correct.mean() == pytest.approx(rec.top1)  # the floor's source is the top-1
     assert rec.load["cpus"] == os.cpu_count() and rec.load["concurrent_trials"] == 0
     assert "loadavg_1m_start" in rec.load and "loadavg_1m_end" in rec.load
+    assert rec.load["loadavg_1m_samples"] == 3  # start, the one epoch's end, end
+    assert rec.load["threads"] == torch.get_num_threads() and rec.load["loadavg_1m_mean"] >= 0

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
-from ablations.train import loop
+from ablations.train import epoch, loop
 from ablations.train.runtime import resolve_runtime
 
 
@@ -90,7 +90,7 @@ def _one_step(cfg, rank: int = 0, world: int = 1) -> dict[str, dict]:
     images = torch.randn(BATCH, 3, 16, 16, generator=g)
     labels = torch.randint(0, parts.bundle.num_classes, (BATCH,), generator=g)
     share = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-    loop.train_step(parts, images[share], labels[share], cfg, 0)
+    epoch.train_step(parts, images[share], labels[share], cfg, 0)
     grads = {n: p.grad.clone() for n, p in parts.model.named_parameters() if p.grad is not None}
     return {"start": start, "weights": parts.model.state_dict(), "grads": grads}
 

@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import ConfigError, apply, validate
 from ablations.schema.device import check_device, resolve_device
-from ablations.train import TrialFailed, loop, train
+from ablations.train import TrialFailed, epoch, loop, train
 from ablations.train.runtime import resolve_runtime
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,7 +76,7 @@ def _one_step(cfg):
     parts = loop._build(cfg, rt)
     images, labels = next(iter(parts.loaders.train))
     torch.manual_seed(123)  # the same Mixup/CutMix draw in both runs
-    loss = loop.train_step(parts, images, labels, cfg, 0)
+    loss = epoch.train_step(parts, images, labels, cfg, 0)
     grads = {n: p.grad.clone() for n, p in parts.model.named_parameters() if p.grad is not None}
     return float(loss), copy.deepcopy(parts.model.state_dict()), grads
 
@@ -157,13 +157,13 @@ def test_no_host_sync_between_reads(tmp_path, monkeypatch, micro_batch):
     """Steps 0..7 of one epoch, reads every 3 steps: only the intervals ending in a read
     (after steps 2, 5 and 7, the epoch's end) may read a tensor on the host."""
     counter = CountSyncs()
-    real_step = loop.train_step
+    real_step = epoch.train_step
 
     def marked(parts, images, labels, cfg, step):
         counter.step = step  # everything until the next step's start is charged to ``step``
         return real_step(parts, images, labels, cfg, step)
 
-    monkeypatch.setattr(loop, "train_step", marked)
+    monkeypatch.setattr(epoch, "train_step", marked)
     cfg = _cfg({"log_every": 3, "micro_batch": micro_batch}, {"train_samples": 128})
     counter.patch_host_reads(monkeypatch)
     with counter:
@@ -188,13 +188,13 @@ def test_no_cuda_sync_between_reads(tmp_path, monkeypatch, compile_, micro_batch
     """The same steps on the GPU, with CUDA itself raising at any synchronising call in an
     interval that does not end in a read (compiled: step 0 compiles and may sync)."""
     reads = {2, 5, 7} | ({0} if compile_ == "on" else set())
-    real_step = loop.train_step
+    real_step = epoch.train_step
 
     def strict(parts, images, labels, cfg, step):
         torch.cuda.set_sync_debug_mode("default" if step in reads else "error")
         return real_step(parts, images, labels, cfg, step)
 
-    monkeypatch.setattr(loop, "train_step", strict)
+    monkeypatch.setattr(epoch, "train_step", strict)
     over = {"log_every": 3, "micro_batch": micro_batch, "device": "cuda", "compile": compile_}
     cfg = _cfg(over, {"train_samples": 128})
     try:

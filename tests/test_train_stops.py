@@ -19,10 +19,10 @@ import pytest
 from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply, science
 from ablations.schema.record import fingerprint
-from ablations.train import Interrupted, loop, train
+from ablations.train import Interrupted, epoch, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-REAL_STEP, REAL_EVALUATE = loop.train_step, loop.evaluate
+REAL_STEP, REAL_EVALUATE = epoch.train_step, epoch.evaluate
 
 
 def _cfg(**train_over):
@@ -48,8 +48,8 @@ class Probe:
     def __init__(self, monkeypatch, after_steps: int | None = None, in_eval: bool = False):
         self.steps = self.evals = 0
         self.after_steps, self.in_eval = after_steps, in_eval
-        monkeypatch.setattr(loop, "train_step", self._step)
-        monkeypatch.setattr(loop, "evaluate", self._evaluate)
+        monkeypatch.setattr(epoch, "train_step", self._step)
+        monkeypatch.setattr(epoch, "evaluate", self._evaluate)
 
     def _step(self, *args, **kwargs):
         self.steps += 1

@@ -10,7 +10,13 @@ at init) fixes a token's norm, so for a one-token pooling (``last``, ``middle_pa
 CLS) ``||y||`` is constant and its gradient is zero however strongly the patches act on y.
 ``||J_j||_F^2 = E_u ||u^T J_j||^2`` for ``u ~ N(0, I)``: ``probes`` random projections
 estimate it (one backward pass each); ``probes=None`` uses the basis vectors (exact, one
-backward pass per output channel: for tests and small models).
+backward pass per output channel: ``width / probes`` times the probes' cost).
+
+The probe error is stated, not hidden (``influence_estimates``): each image's probes spread
+around their mean, which gives (per patch, pooled over the images) the law of that mean;
+``REPLICATES`` maps drawn from it carry the estimate's error: their spread per patch is the
+map's standard error, and the summary numbers' spread over them is theirs
+(``ablations/report/influence_table.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vil.model import VisionLSTM
@@ -54,15 +61,82 @@ def _probe_vectors(width: int, probes: int | None, batch: int, gen: torch.Genera
     return torch.randn(probes, batch, width, generator=gen)
 
 
-def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, us: torch.Tensor, exact: bool):
-    """Estimate of ``||d y_b / d x_{b, n}||_F^2`` (B, N) by backward passes of ``u . y``;
-    ``us``: (n, B, width) projections, the basis (``exact``) or Gaussian probes."""
-    total = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
+def _per_probe_sq_norms(y: torch.Tensor, x: torch.Tensor, us: torch.Tensor, exact: bool):
+    """``||u_p . d y_b / d x_{b, n}||^2`` per probe, (n, B, N) float64, by one backward pass
+    of ``u . y`` each; ``exact`` (``us`` the basis): their sum, the squared norm (1, B, N)."""
+    out = []
     for u in us:
         (g,) = torch.autograd.grad(y, x, u.to(y), retain_graph=True)
-        total += g.double().pow(2).sum(-1)
-    # basis vectors: the sum is the squared norm; Gaussian probes: each one estimates it
-    return total if exact else total / us.size(0)
+        sq = g.double().pow(2).sum(-1)
+        if exact and out:
+            out[0] += sq
+        else:
+            out.append(sq)
+    return torch.stack(out)
+
+
+def _jacobian_sq_norms(y: torch.Tensor, x: torch.Tensor, us: torch.Tensor, exact: bool):
+    """Estimate of ``||d y_b / d x_{b, n}||_F^2`` (B, N): the basis vectors' sum (exact) or
+    the mean of the Gaussian probes' (each one estimates it)."""
+    per = _per_probe_sq_norms(y, x, us, exact)
+    return per[0] if exact else per.mean(0)
+
+
+REPLICATES = 200  # replicate maps: a summary number's spread to about 5% of itself
+
+
+@dataclass(frozen=True)
+class InfluenceEstimate:
+    """One readout's influence map and its probe error.
+
+    ``map``: (h, w) mean over images of the estimated ``||J||_F``; ``replicates``: (R, h, w)
+    maps with the estimate's probe error (wild bootstrap over the probes), None where there
+    is none (``exact``) or it cannot be told (one probe: no spread to measure)."""
+
+    map: torch.Tensor
+    replicates: torch.Tensor | None
+    exact: bool
+
+    @property
+    def se(self) -> torch.Tensor:
+        """(h, w) standard error of ``map`` from the probes: 0 exact, NaN with one probe."""
+        if self.exact:
+            return torch.zeros_like(self.map)
+        if self.replicates is None:
+            return torch.full_like(self.map, math.nan)
+        return self.replicates.std(0)
+
+
+def _estimate(sq: torch.Tensor, exact: bool, seed: int) -> tuple:
+    """(map, replicates) over the patches from the per-probe squared norms (n, B, N).
+
+    An image's probe mean ``S`` of ``||u^T J||^2`` is, for Gaussian probes, a weighted sum of
+    chi-squares; its Satterthwaite (moment-matched Gamma) law has shape ``n / kappa``, kappa
+    the relative variance of one probe (in (0, 2]; 2: J of rank one), estimated per patch
+    from the images' probe spreads. A replicate draws each image's ``S`` from that law
+    (independently per patch) around the estimate, so the replicates' spread is the map's
+    probe error. Measured on nano models (tests/test_influence_error.py): 2 probes, 16
+    images, +-2 SE covers the exact map at about 90% of the patches. Not bias-corrected:
+    ``sqrt(S)`` is low by at most the rank-one factor (0.886 with 2 probes); measured -1% to
+    +0.3% on the map (the spectrum of J is far from rank one there)."""
+    if exact:
+        return sq[0].sqrt().mean(0), None
+    n = sq.size(0)
+    mean = sq.mean(0)  # (B, N): each image's unbiased estimate of ||J||^2
+    if n < 2:  # no spread to measure: the plain estimate, its error unknown
+        return mean.sqrt().mean(0), None
+    # kappa from the scale-free ratio var / S^2 of each image (equal weight per image, so one
+    # image of large ||J|| does not speak for the rest): for Gamma probes its mean is
+    # n kappa / (n + kappa); pooled per patch over the images, then inverted
+    r = (sq.var(0) / mean.pow(2).clamp_min(torch.finfo(torch.float64).tiny)).mean(0)
+    kappa = (n * r / (n - r).clamp_min(1e-12)).clamp(1e-9, 2.0)  # (0, 2]: 2 is J of rank one
+    shape = n / kappa  # (N,)
+    c = torch.exp(torch.lgamma(shape + 0.5) - torch.lgamma(shape)) / shape.sqrt()
+    terms = mean.sqrt()  # (B, N): each image's estimate of ||J||_F
+    rng = np.random.default_rng(seed)
+    draws = torch.from_numpy(rng.gamma(shape.numpy(), size=(REPLICATES, *mean.shape)))
+    reps = (terms * draws.div(shape).sqrt() / c).mean(1)  # (R, N), centred on the map
+    return terms.mean(0), reps
 
 
 @contextlib.contextmanager
@@ -114,19 +188,33 @@ def influence_per_depth(
     chunk: int | None = None,
 ) -> dict[int, torch.Tensor]:
     """{k: (h, w) map} of patch influence on the pooled readout after the first k blocks,
-    mean over ``images`` of ``||d pooled / d patch embedding||_F`` (float64).
+    mean over ``images`` of ``||d pooled / d patch embedding||_F`` (float64); the maps of
+    ``influence_estimates`` without their error."""
+    est = influence_estimates(model, images, depths, probes, seed, chunk)
+    return {k: e.map for k, e in est.items()}
 
-    ``chunk``: images per graph (None: all): only one chunk's graph is held at a time, and
-    the probes are drawn for all images first, so the maps do not depend on it. The model
-    is put in eval mode while inside (its modes restored after)."""
+
+def influence_estimates(
+    model: VisionLSTM,
+    images: torch.Tensor,
+    depths: list[int] | None = None,
+    probes: int | None = 2,
+    seed: int = 0,
+    chunk: int | None = None,
+) -> dict[int, InfluenceEstimate]:
+    """{k: map and probe error} of patch influence on the pooled readout after k blocks.
+
+    ``probes``: Gaussian projections per image, None: exact (the basis). ``chunk``: images
+    per graph (None: all): only one chunk's graph is held at a time, and the probes are
+    drawn for all images first, so the maps do not depend on it. The model is put in eval
+    mode while inside (its modes restored after)."""
     depth = len(model.blocks)
     depths = depths_for(depth) if depths is None else list(depths)
     if not depths or any(not 1 <= k <= depth for k in depths):
         raise ValueError(f"depths {depths}: each must be in 1..{depth}")
     gen = torch.Generator().manual_seed(seed)
-    h, w = model.layout.h, model.layout.w
     patches = model.layout.patch_positions
-    sums: dict[int, torch.Tensor] = {}
+    parts: dict[int, list[torch.Tensor]] = {}
     us: dict[int, torch.Tensor] = {}
     with evaluating(model), _frozen(model):
         for part in _chunks(images.size(0), chunk):
@@ -135,12 +223,17 @@ def influence_per_depth(
             for k in depths:  # drawn in depth order for all images: as without chunks
                 if k not in us:
                     us[k] = _probe_vectors(ys[k].size(-1), probes, images.size(0), gen)
-                sq = _jacobian_sq_norms(ys[k], x0, us[k][:, part], probes is None)[
-                    :, patches
-                ]  # row-major
-                sums[k] = sums.get(k, 0) + sq.sqrt().sum(0)
+                sq = _per_probe_sq_norms(ys[k], x0, us[k][:, part], probes is None)
+                parts.setdefault(k, []).append(sq[..., patches].cpu())  # row-major
             del x0, ys  # this chunk's graph goes before the next one is built
-    return {k: (sums[k] / images.size(0)).view(h, w).cpu() for k in depths}
+    shape = (model.layout.h, model.layout.w)
+    out = {}
+    for k in depths:
+        m, reps = _estimate(torch.cat(parts[k], dim=1), probes is None, seed + k)
+        out[k] = InfluenceEstimate(
+            m.view(shape), None if reps is None else reps.view(-1, *shape), probes is None
+        )
+    return out
 
 
 def _readouts(model: VisionLSTM, x: torch.Tensor, depths: list[int]) -> dict[int, torch.Tensor]:

@@ -162,6 +162,7 @@ def find_protocol(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from ablations.schema.files import unwritable
     from ablations.sweep import rows, worker
+    from ablations.sweep.spec import stale_points
     from ablations.tune.worker import resolve_tuned
 
     find_protocol(args)
@@ -177,6 +178,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{r.variant:<20} s{r.seed:<4} {r.state:<11} {top1:>7} {r.fail_reason or ''}")
     counts = rows.counts(records)
     print(f"{s.study_name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for line in stale_points(s):  # what `sweep` would stop on (this command's config)
+        print(f"stale: {line}; sweep stops on it (--rerun retrains it)")
     why = unwritable(s.exp_dir)
     if why is None:
         print(f"runs: {rows.write_runs(s.exp_dir, study)}")
@@ -252,14 +255,20 @@ def cmd_influence(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ablations.report.compare import CompareError, compare, experiment_folder
+    from ablations.report.compare import (
+        CompareError,
+        check_out,
+        compare,
+        default_stem,
+        experiment_folder,
+    )
 
     try:
         a, b = (
             experiment_folder(Path(x), args.experiment, args.protocol) for x in (args.a, args.b)
         )
-        name = f"{'_'.join(a.parts[-2:])}-vs-{'_'.join(b.parts[-2:])}"
-        out = Path(args.out) if args.out else Path(args.results) / "compare" / name
+        out = Path(args.out) if args.out else default_stem(a, b)
+        check_out(out, args.force)  # before any work: never overwrites without --force
         path, text = compare(a, b, out)
     except CompareError as e:
         raise ConfigError(str(e)) from None

@@ -155,6 +155,11 @@ def _calibrate_command(sub: Any) -> None:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
+def _probes(text: str) -> int | str:
+    """--probes: a number (checked later, one line) or ``exact``."""
+    return text if text == "exact" else int(text) if text.lstrip("-").isdigit() else text
+
+
 def _other_commands(sub: Any) -> None:
     """paths, influence, compare, prepare, eval, doctor."""
     p = sub.add_parser("paths", help="draw the traversal paths figure")
@@ -169,7 +174,9 @@ def _other_commands(sub: Any) -> None:
     p.add_argument("--run", metavar="DIR", help="a run folder: at init and its checkpoint")
     p.add_argument("--images", type=int, default=16, metavar="N", help="inputs (default 16)")
     p.add_argument("--inputs", default="val", help="val (the dataset's images) or random")
-    p.add_argument("--probes", type=int, default=2, help="Jacobian-norm probes per image")
+    p.add_argument("--probes", type=_probes, default=2, metavar="N|exact",
+                   help="Jacobian-norm probes per image (default 2), or exact: one backward "
+                        "pass per readout channel (width/N times the cost)")  # fmt: skip
     p.add_argument("--chunk", type=int, default=4, metavar="N",
                    help="images per autograd graph (default 4; bounds memory)")  # fmt: skip
     p.add_argument("--out", metavar="DIR", help="default: <experiment or run folder>/influence")
@@ -178,9 +185,10 @@ def _other_commands(sub: Any) -> None:
     p.add_argument("b", metavar="B", help="the other one; the table shows B - A")
     p.add_argument("--experiment", help="with results folders: the experiment to compare")
     p.add_argument("--protocol", help="with results folders: its protocol folder")
-    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
     p.add_argument("--out", metavar="STEM",
-                   help="STEM.md/.csv/.tex (default: <results>/compare/<A>-vs-<B>)")  # fmt: skip
+                   help="STEM.md/.csv/.tex (default: <A's results folder>/compare/"
+                        "<A>-vs-<B>-<hash of both paths>)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an earlier comparison")
     p = sub.add_parser("prepare", help="build the image cache of a protocol's dataset")
     _common(p)
     p = sub.add_parser("eval", help="top-1/top-5 of a run's checkpoint or of pretrained weights")

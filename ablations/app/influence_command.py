@@ -2,8 +2,9 @@
 
 Targets: an experiment's variants (first seed; the trained run's checkpoint too where the
 sweep finished it), a list of traversals on a protocol, or one run folder (``--run DIR``).
-Every target is analysed at initialisation (the run's seed, so the run's starting weights)
-and, where a checkpoint exists, after training. Inputs: the first N validation images of
+Every target is analysed at initialisation (the run's seed, so the run's starting weights;
+"pretrained NAME" where the config starts from published weights) and, where a checkpoint
+exists, after training. Inputs: the first N validation images of
 the target's dataset (the existing data builders and eval transforms), or N seeded Gaussian
 images. Writes figures, ``influence.csv`` and ``provenance.json`` (ablations/report/).
 """
@@ -37,7 +38,8 @@ from ablations.train import checkpoint as ckpt
 from ablations.train.runtime import seed_all
 from ablations.train.steps import build_model
 from vil import implicit_attention as ia
-from vil.influence import depths_for, influence_per_depth, pooled_positions
+from vil.graph_memory import GraphMeter
+from vil.influence import depths_for, influence_estimates, pooled_positions
 from vil.traversals import TRAVERSALS
 
 INPUTS = ("val", "random")
@@ -56,7 +58,7 @@ class Target:
 class Options:
     images: int = 16
     inputs: str = "val"  # val | random
-    probes: int = 2  # random projections per image for the Jacobian norm
+    probes: int | str = 2  # random projections per image for the Jacobian norm, or "exact"
     chunk: int = 4  # images per autograd graph (memory: one chunk's graph at a time)
     seed: int = 0  # probes and random inputs
     device: str = "cpu"
@@ -66,8 +68,14 @@ class Options:
             raise ConfigError(f"--images: expected a positive number of images, got {self.images}")
         if self.inputs not in INPUTS:
             raise ConfigError(f"--inputs: unknown {self.inputs!r}; valid: {', '.join(INPUTS)}")
-        if self.probes < 1:
-            raise ConfigError(f"--probes: expected a positive number, got {self.probes}")
+        if self.probes != "exact" and not (isinstance(self.probes, int) and self.probes >= 1):
+            raise ConfigError(f"--probes: expected a positive number or 'exact', got "
+                              f"{self.probes!r}")  # fmt: skip
+
+    @property
+    def vil_probes(self) -> int | None:
+        """What ``vil.influence`` takes: the number, or None for the exact Jacobian."""
+        return None if self.probes == "exact" else int(self.probes)
         if self.chunk < 1:
             raise ConfigError(f"--chunk: expected a positive number of images, got {self.chunk}")
 
@@ -139,8 +147,15 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
     """Influence per depth and the implicit attention of one model, ``opts.chunk`` images at
     a time (the graph of one chunk held at once)."""
     depth = len(model.blocks)
-    maps = influence_per_depth(model, images, probes=opts.probes, seed=opts.seed,
-                               chunk=opts.chunk)  # fmt: skip
+    cuda = images.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(images.device)
+    with GraphMeter(model) as meter:  # the bytes the autograd graph held at its largest
+        est = influence_estimates(model, images, probes=opts.vil_probes, seed=opts.seed,
+                                  chunk=opts.chunk)  # fmt: skip
+    memory = {"graph_peak_mib": meter.peak / 2**20}
+    if cuda:  # the allocator's peak: graph, activations and gradients together
+        memory["cuda_peak_mib"] = torch.cuda.max_memory_allocated(images.device) / 2**20
     qs = queries(model)
     shown = set(depths_for(depth))
     rows = {"pooled": pooled_positions(model), **{q: [p] for q, p in qs.items()}}
@@ -150,9 +165,46 @@ def analyse(model, images: torch.Tensor, name: str, stage: str, opts: Options) -
     query_att = {b: {q: _grid_of(model, att[(b, q)][0].mean(0)) for q in qs}
                  for b in sorted({1, depth})}  # fmt: skip
     c = model.cfg
-    return FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
-                      {k: m.numpy() for k, m in maps.items()}, pooled_att, query_att,
-                      {q: _cell(model, p) for q, p in qs.items()})  # fmt: skip
+    r = FlowResult(name, c.traversal, c.pooling, stage, (model.layout.h, model.layout.w),
+                      {k: e.map.numpy() for k, e in est.items()}, pooled_att, query_att,
+                      {q: _cell(model, p) for q, p in qs.items()},
+                      {k: None if e.replicates is None else e.replicates.numpy()
+                       for k, e in est.items()}, opts.probes)  # fmt: skip
+    r.attention_rows = attention_rows(model, att)
+    r.memory = memory
+    return r
+
+
+def attention_rows(model, att: dict) -> list[dict[str, Any]]:
+    """Per (block, query, direction): the raw magnitude of the query's |A| row (its sum over
+    the tokens, its largest entry; before the row normalisation the figures apply) and the
+    largest share, mean over images, heads and the query's tokens (attention.csv)."""
+    rows = []
+    for (block, query), (shares, raw) in sorted(att.items()):
+        names = [d.name for d in model.blocks[block - 1].layer.directions]
+        for k, direction in enumerate(names):
+            rows.append({"block": block, "query": query, "direction": direction,
+                         "raw_row_sum": float(raw[k].sum()), "raw_max": float(raw[k].max()),
+                         "share_max": float(shares[k].max())})  # fmt: skip
+    return rows
+
+
+def weights_label(cfg: RunConfig, stage: str) -> str:
+    """What the weights are, for labels, titles and the CSV: "trained" (a checkpoint), or
+    before training "init" or, where the config starts from published weights,
+    "pretrained NAME" (the name, or a URL's or file's last part)."""
+    if stage == "trained" or cfg.model.pretrained is None:
+        return stage
+    return f"pretrained {Path(str(cfg.model.pretrained).rstrip('/')).name}"
+
+
+def exact_cost(model, name: str) -> str:
+    """The cost of ``--probes exact``, said before the work: one backward pass per channel of
+    the pooled readout, per readout depth and chunk, against the default's 2."""
+    width = model.pooling.out_dim(model.cfg.dim)
+    default = Options.probes
+    return (f"influence: {name}: --probes exact: {width} backward passes per readout depth "
+            f"and chunk, {width / default:.0f}x the default {default} probes")  # fmt: skip
 
 
 def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> list[Path]:
@@ -174,18 +226,28 @@ def run(targets: list[Target], opts: Options, out_dir: Path, command: str) -> li
             stages.append("trained")
         for stage in stages:
             model, prov = build(t, stage, num_classes)
-            r = analyse(model.to(opts.device), images, t.name, stage, opts)
+            label = weights_label(t.cfg, stage)
+            if opts.probes == "exact" and stage == "init":
+                print(exact_cost(model, t.name), flush=True)
+            r = analyse(model.to(opts.device), images, t.name, label, opts)
             r.provenance = prov if stage == "trained" else {"seed": prov.get("seed")}
             results.append(r)
-            print(f"{t.name} ({stage}): done at {time.perf_counter() - start:.0f} s", flush=True)
+            peak = ", ".join(f"{k.removesuffix('_mib').replace('_', ' ').replace('cuda', 'CUDA')} "
+                             f"{v:.1f} MiB" for k, v in r.memory.items())  # fmt: skip
+            print(f"{t.name} ({label}): done at {time.perf_counter() - start:.0f} s ({peak})",
+                  flush=True)  # fmt: skip
     meta: dict[str, Any] = {
         "inputs": "; ".join(dict.fromkeys(v[2] for v in inputs.values())),
         "probes": opts.probes, "seed": opts.seed, "device": opts.device,
         "elapsed_s": time.perf_counter() - start, "command": command,
         "load": ", ".join(f"{x:.1f}" for x in os.getloadavg()), "threads": torch.get_num_threads(),
-        "chunk": opts.chunk, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024,  # Linux: KiB; the process's peak resident memory
+        "chunk": opts.chunk, "memory": {f"{r.name}/{r.stage}": r.memory for r in results},
+        "graph_peak_mib": max(r.memory["graph_peak_mib"] for r in results),
+        # the process's peak resident memory since it started (Linux: KiB), all of it
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
+    if any("cuda_peak_mib" in r.memory for r in results):
+        meta["cuda_peak_mib"] = max(r.memory.get("cuda_peak_mib", 0) for r in results)
     return write_outputs(results, out_dir, meta)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ import submitit
 from ablations.app import submit_checks as checks_here
 from ablations.app.submit_args import status_argv, task_argv
 from ablations.app.submit_task import SweepTask
-from ablations.app.sweep_command import _finish
+from ablations.app.sweep_command import finish
 from ablations.data import DataConfigError
 from ablations.schema.device import check_device
 from ablations.schema.errors import ConfigError
@@ -110,13 +111,29 @@ def wait(s: spec.Sweep, args: argparse.Namespace, jobs: list) -> int:
     except KeyboardInterrupt:
         print("vil-ablate: stopped waiting; the jobs go on (see `status`)", file=sys.stderr)
         return 130
-    failed = _finish(s, args)
+    crashed = _crashed(jobs)
+    failed = finish(s, args)
     counts = worker.grid_counts(s, worker.load_study(s))
     left = sum(n for state, n in counts.items() if state not in ("COMPLETE", "FAIL"))
     if left:
         print(f"{left} point(s) not finished when the jobs ended ({counts}); submit again to "
               "go on", file=sys.stderr)  # fmt: skip
-    return 1 if failed or left else 0
+    return 1 if failed or left or crashed else 0
+
+
+def _crashed(jobs: list) -> int:
+    """One line per job whose worker crashed (naming its log); returns how many."""
+    n = 0
+    for job in jobs:
+        exc = job.exception()
+        if exc is not None:
+            n += 1
+            # the exception's own line of the trace ("module.Name: message"), not the paths
+            said = [ln for ln in str(exc).splitlines() if re.match(r"[\w.]+: \S", ln)]
+            said = said[-1].split(": ", 1)[1] if said else type(exc).__name__
+            print(f"job {job.job_id} failed: {said[:300]}; log: {job.paths.stderr}",
+                  file=sys.stderr)  # fmt: skip
+    return n
 
 
 def dry_run(s: spec.Sweep, args: argparse.Namespace, p: checks_here.Plan,

@@ -73,6 +73,10 @@ def _relay(child: subprocess.Popen) -> threading.Event:
     return preempted
 
 
+class WorkerFailed(RuntimeError):
+    """The sweep worker of a task crashed (not a failed trial: those are recorded as FAIL)."""
+
+
 class SweepTask(Checkpointable):
     """The submitted callable: ``sweep --child`` with this task's DDP rank; requeued by
     submitit on preemption or time-out (``checkpoint``)."""
@@ -97,6 +101,9 @@ class SweepTask(Checkpointable):
         code = child.wait()
         if preempted.is_set() and callable(requeue):
             requeue(preempt_signal(), None)  # rank 0: checkpoint(), requeue, exit; others return
+        if code not in (0, 130):  # a crash: the scheduler (sacct, job.exception()) shows FAILED
+            raise WorkerFailed(f"sweep worker {worker}, rank {env['RANK']} exited with code "
+                               f"{code}; its traceback is in this task's stderr log")  # fmt: skip
         return code
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:

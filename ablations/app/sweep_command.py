@@ -128,13 +128,13 @@ def run(s: spec.Sweep, args: argparse.Namespace, argv: list[str] | None = None) 
         dist.destroy_process_group()
     if rank != 0 or args.child:
         return 130 if outcome == "interrupted" or stop.is_set() else 0
-    not_done = _finish(s, args)
+    not_done = finish(s, args)
     if outcome == "interrupted" or stop.is_set():
         return 130
     return 1 if not_done else 0
 
 
-def _finish(s: spec.Sweep, args: argparse.Namespace) -> int:
+def finish(s: spec.Sweep, args: argparse.Namespace) -> int:
     """runs.csv, the report (its failure never loses results), where everything went, and one
     line per point of this command's grid that is not done; returns how many there are."""
     study = worker.load_study(s)
@@ -170,7 +170,8 @@ def _not_done_lines(s: spec.Sweep, args: argparse.Namespace, records: list) -> i
     for r in records:
         if r.point in mine and r.state == "TRUNCATED":
             print(f"TRUNCATED {r.variant}-s{r.seed}: {r.fail_reason}; not a result (left out "
-                  "of the report); the next sweep retrains it", file=sys.stderr)  # fmt: skip
+                  "of the report); the next sweep resumes it from its checkpoint",
+                  file=sys.stderr)  # fmt: skip
     bad = []
     for point, p in mine.items():
         r = by_point.get(point)

@@ -175,6 +175,38 @@ def _reason(runs: list[RunRecord], key: str) -> str:
     return f"trained with different {key} (see the warning)"
 
 
+def check_folders(a: list[RunRecord], b: list[RunRecord]) -> PairCheck:
+    """``compare A B``: one variant's runs in folder A against its runs in folder B. Each
+    side's runs must agree apart from the seed; across the folders the variant's own model.*
+    keys (a solved ``match:`` depth), the keys either side was tuned on (tuned vs untuned is
+    what such a comparison asks), imported parts' files and declared confounds may differ.
+    Anything else, the recipe version included, makes the pair not comparable."""
+    keys = set(differing_keys(a, "")) | set(differing_keys(b, ""))  # one variant per side
+    for x in a:
+        for y in b:
+            if not x.science or not y.science:
+                keys |= {RECORDED_KEY} if bool(x.science) != bool(y.science) else set()
+                continue
+            skip = set(ALWAYS_EXEMPT) | _design(x) | _design(y) | set(x.tuned) | set(y.tuned)
+            skip |= {k for k in (*x.science, *y.science) if k.startswith(IMPORTED)}
+            skip |= set(declared((x, y)))
+            both = (set(x.science) | set(y.science)) - skip
+            keys |= {k for k in both if _value(x, k) != _value(y, k)}
+    reasons = [_folder_reason(a, b, k) for k in sorted(keys)]
+    said = declared([*a, *b])
+    differ = {k for x in a for y in b for k in said if _value(x, k) != _value(y, k)}
+    return PairCheck(sorted(keys), reasons, sorted(differ))
+
+
+def _folder_reason(a: list[RunRecord], b: list[RunRecord], key: str) -> str:
+    """``train.epochs 2 in A vs 4 in B`` (each side's values, in run order)."""
+    va = ", ".join(dict.fromkeys(_text(_value(r, key)) for r in a))
+    vb = ", ".join(dict.fromkeys(_text(_value(r, key)) for r in b))
+    if key == RECIPE_KEY:
+        return f"runs of different recipe versions ({va} in A vs {vb} in B)"
+    return f"{key} {va} in A vs {vb} in B"
+
+
 def differences(exp: Experiment) -> list[Difference]:
     """Every key in which the compared runs differ, with each run's value."""
     runs = compared_runs(exp)

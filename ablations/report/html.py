@@ -84,6 +84,8 @@ def run_records(exp: Experiment) -> list[dict[str, Any]]:
     for r in sorted(exp.records, key=lambda r: (exp.variants.index(r.variant)
                     if r.variant in exp.variants else 99, r.seed)):  # fmt: skip
         fields = [(k, getattr(r, k)) for k in _FIELDS if getattr(r, k) not in (None, "", [], {})]
+        if r.load:  # what its time and img/s were measured under (machine_load.py)
+            fields.append(("load", ", ".join(f"{k} {v}" for k, v in sorted(r.load.items()))))
         time = fmt_duration(float(r.train_time_s)) if r.train_time_s is not None else "—"
         out.append({"anchor": run_anchor(r.variant, r.seed), "variant": r.variant,
                     "seed": r.seed, "state": r.state, "epochs": r.epochs_done, "time": time,

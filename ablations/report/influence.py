@@ -16,7 +16,14 @@ from matplotlib.colors import LogNorm
 
 from ablations.report.plots import plt
 
-STAGES = ("init", "trained")
+STAGES = ("init", "pretrained", "trained")  # a figure set each; "pretrained NAME" in labels
+
+
+def stage_kind(stage: str) -> str:
+    """The figure set of a stage label: "pretrained vil-tiny" -> "pretrained"."""
+    return stage.split()[0]
+
+
 FLOOR = 1e-3  # colour scale: values below max * FLOOR share the lowest colour
 
 
@@ -27,12 +34,18 @@ class FlowResult:
     name: str  # variant (or traversal) name
     traversal: str
     pooling: str
-    stage: str  # "init" | "trained"
+    stage: str  # "init" | "pretrained NAME" (a config's published weights) | "trained"
     grid: tuple[int, int]  # (h, w) patches
     maps: dict[int, np.ndarray]  # depth -> (h, w) influence on the pooled vector
     pooled_attention: dict[int, np.ndarray]  # block (1-based) -> (h, w) pooled tokens' |A|
     query_attention: dict[int, dict[str, np.ndarray]]  # block -> query label -> (h, w) |A|
     queries: dict[str, tuple[int, int] | None]  # label -> (row, col); None: not a patch (CLS)
+    # depth -> (R, h, w) maps carrying the probe error (vil.influence); None: exact or unknown
+    replicates: dict[int, np.ndarray | None] = field(default_factory=dict)
+    probes: int | str = 2  # per image, or "exact"
+    # one row per (block, query, direction): raw |A| (before the row normalisation) and share
+    attention_rows: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, float] = field(default_factory=dict)  # MiB: graph peak (+ CUDA peak)
     provenance: dict[str, Any] = field(default_factory=dict)  # the run record's identity
 
     @property
@@ -63,6 +76,11 @@ def _panel(ax, data: np.ndarray, norm: LogNorm, mark: tuple[int, int] | None = N
     if mark is not None:
         ax.plot(mark[1], mark[0], "c+", ms=8, mew=1.8)
     return im
+
+
+def _weights(results: list[FlowResult]) -> str:
+    """The title's line naming the weights drawn: "weights: pretrained vil-tiny"."""
+    return "weights: " + ", ".join(dict.fromkeys(r.stage for r in results))
 
 
 def _grid_figure(rows, row_labels, title, cbar_label, stem, marks=None) -> list[Path]:
@@ -119,8 +137,9 @@ def influence_figure(results: list[FlowResult], stem: Path) -> list[Path]:
     rows = [[(f"{k} block{'s' if k > 1 else ''}", _relative(m)) for k, m in r.maps.items()]
             for r in results]  # fmt: skip
     title = ("Influence of each input patch on the pooled representation after k blocks\n"
-             "mean over images of ||d pooled / d patch embedding||_F; grey: exactly 0")  # fmt: skip
-    return _grid_figure(rows, [r.label for r in results], title,
+             "mean over images of ||d pooled / d patch embedding||_F; brightness: a patch's "
+             "influence over the map's mean (1 = average patch); grey: exactly 0")  # fmt: skip
+    return _grid_figure(rows, [r.label for r in results], f"{title}; {_weights(results)}",
                         "influence / uniform share", stem)  # fmt: skip
 
 
@@ -132,6 +151,7 @@ def pooled_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]
         "row's |A| (|A| / row sum of |A|, per direction), mean over the block's directions, "
         "heads, images and pooled tokens"
     )
+    title = f"{title}; {_weights(results)}"
     return _grid_figure(rows, [r.label for r in results], title, "share of |A| row", stem)
 
 
@@ -146,14 +166,15 @@ def query_attention_figure(results: list[FlowResult], stem: Path) -> list[Path]:
             labels.append(f"{r.name} ({r.pooling} pooling,\n{r.stage}) block {block}")
     title = ("Implicit attention of chosen query tokens (+)\nbrightness: share of the row's "
              "|A| (per direction), mean over the block's directions, heads and images")  # fmt: skip
-    return _grid_figure(rows, labels, title, "share of |A| row", stem, marks)
+    return _grid_figure(rows, labels, f"{title}; {_weights(results)}", "share of |A| row",
+                        stem, marks)  # fmt: skip
 
 
 def write_figures(results: list[FlowResult], out_dir: Path) -> dict[str, list[Path]]:
     """Every figure, one set per stage present: ``{stem: [png, pdf]}``."""
     figs: dict[str, list[Path]] = {}
     for stage in STAGES:
-        mine = [r for r in results if r.stage == stage]
+        mine = [r for r in results if stage_kind(r.stage) == stage]
         if not mine:
             continue
         for stem, draw in (("influence_depth", influence_figure),

@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ablations.report import comparable  # noqa: E402
 from ablations.report.load import Experiment, learning_curves  # noqa: E402
+from ablations.report.machine_load import check as load_check  # noqa: E402
 from vil.poolings import POOLINGS  # noqa: E402
 from vil.traversals import TRAVERSALS  # noqa: E402
 
@@ -149,10 +151,17 @@ def all_plots(exp: Experiment, frame: pd.DataFrame, out_dir: Path) -> dict[str, 
             exp, frame, "gflops", "GFLOPs (forward, per image)", out_dir / "top1_gflops"
         ),
         "top1_vs_throughput": plot_tradeoff(
-            exp, frame, "img_per_s", "train throughput (img/s)", out_dir / "top1_throughput"
+            exp, frame, "img_per_s", _throughput_label(exp), out_dir / "top1_throughput"
         ),
         "learning_curves": plot_curves(exp, out_dir / "learning_curves"),
     }
+
+
+def _throughput_label(exp: Experiment) -> str:
+    """The throughput axis says when its points were timed under too different load."""
+    if load_check(exp).comparable:
+        return "train throughput (img/s)"
+    return "train throughput (img/s): not comparable (timed under different load)"
 
 
 def plot_forest(exp: Experiment, diffs: pd.DataFrame, margin: float, stem: Path) -> list[Path]:
@@ -167,6 +176,9 @@ def plot_forest(exp: Experiment, diffs: pd.DataFrame, margin: float, stem: Path)
         if np.isfinite(r.ci_low):
             ax.errorbar(r.diff_top1, y, xerr=[[r.diff_top1 - r.ci_low], [r.ci_high - r.diff_top1]],
                         fmt="o", ms=7, capsize=4, color=colour)  # fmt: skip
+            if isinstance(r.note, str) and comparable.DECLARED in r.note:  # axis + that key
+                ax.annotate(r.note, (0, y), xycoords=("axes fraction", "data"), xytext=(4, 7),
+                            textcoords="offset points", fontsize=8, color="0.35")  # fmt: skip
             continue
         if np.isfinite(r.diff_top1):  # one seed on a side: the point, hollow, no interval
             ax.plot(r.diff_top1, y, "o", ms=7, mfc="white", color=colour)

@@ -25,7 +25,14 @@ _TEX_ESCAPES = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-_TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "−": "$-$", "≥": r"$\geq$"}
+_TEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "—": "--",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "−": "$-$",
+    "≥": r"$\geq$",
+}
 
 
 @dataclass
@@ -50,6 +57,8 @@ class Table:
     label: str = ""
     footnotes: list[str] = field(default_factory=list)
     row_links: list[str] = field(default_factory=list)
+    unranked: list[int] = field(default_factory=list)  # columns the HTML page does not sort:
+    # values measured under conditions that make them not comparable (machine_load.py)
 
 
 def fmt(value: float, digits: int = 2) -> str:

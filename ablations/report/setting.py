@@ -6,11 +6,13 @@ The class names, per-class image counts and skipped files are written beside the
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ablations.report.load import Experiment
+from ablations.schema.config import flatten
 from ablations.schema.record import RunRecord
 from ablations.schema.same_model import same_model_notes
 
@@ -30,6 +32,7 @@ FIELDS = (
     ("precision", "precision", S), ("compile", "compile", N), ("device", "device", N),
     ("world_size", "processes", N), ("git_rev", "git rev", N),
 )  # fmt: skip
+RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 DATA_FILES = {"classes": "classes.txt", "counts": "data_counts.csv", "skipped": "skipped_files.csv"}
 
 
@@ -131,18 +134,66 @@ def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def deviations(exp: Experiment) -> list[str]:
-    """How the runs' configs differ from the paper's protocol (union over runs, in order); a
-    deviation that only some runs have names them."""
-    runs: dict[str, list[str]] = {}
+    """How the runs' configs differ from the paper's protocol, key by key (in the order the
+    runs list them). Where runs differ in a key, every value is listed with its runs, those
+    that record no deviation for it too (a variant that sets the key itself, e.g. bi at
+    ``train.epochs: 4``, records none): no run reads as having run the paper's value."""
     recorded = exp.recorded()
-    for r in sorted(recorded, key=lambda r: (r.variant, r.seed)):
-        for d in r.deviations:
-            runs.setdefault(d, []).append(f"{r.variant}-s{r.seed}")
-    out = []
+    ordered = sorted(recorded, key=lambda r: (r.variant, r.seed))
+    by_key: dict[str, dict[str, list[str]]] = {}
     for d in dict.fromkeys(d for r in recorded for d in r.deviations):
-        some = len(runs[d]) < len(recorded)
-        out.append(f"{d} (only {', '.join(runs[d])})" if some else d)
-    return out
+        by_key.setdefault(_deviation_key(d), {})[d] = []
+    for r in ordered:
+        for d in r.deviations:
+            by_key[_deviation_key(d)][d].append(_run_name(r))
+    return [_deviation_line(key, texts, ordered) for key, texts in by_key.items()]
+
+
+def _run_name(r: RunRecord) -> str:
+    return f"{r.variant}-s{r.seed}"
+
+
+def _deviation_key(text: str) -> str:
+    """``train.epochs: 2 (paper: 400)`` -> ``train.epochs``; free text is its own key."""
+    key, sep, _ = text.partition(": ")
+    return key if sep else text
+
+
+def _deviation_line(key: str, texts: dict[str, list[str]], runs: list[RunRecord]) -> str:
+    """One key's deviation; with the runs of each value where not every run has the same."""
+    listed = {n for names in texts.values() for n in names}
+    rest = [r for r in runs if _run_name(r) not in listed]
+    if len(texts) == 1 and not rest:
+        return next(iter(texts))
+    if key in texts:  # free text (no key: value): who has it, nothing to say of the others
+        return f"{key} (only {', '.join(texts[key])})"
+    parts = [f"{d.partition(': ')[2]} ({', '.join(names)})" for d, names in texts.items()]
+    paper = next((_paper_value(d) for d in texts if " (paper: " in d), None)
+    values: dict[tuple[str, str], list[str]] = {}
+    for r in rest:
+        values.setdefault(_own_value(r, key, paper), []).append(_run_name(r))
+    parts += [
+        f"{v} ({', '.join(names)}{'; ' + n if n else ''})" for (v, n), names in values.items()
+    ]
+    return f"{key}: " + "; ".join(parts)
+
+
+def _paper_value(text: str) -> str:
+    """``model.size: tiny (192/12) (paper: small (384/24))`` -> ``small (384/24)``."""
+    value = text.rpartition(" (paper: ")[2]
+    return value[:-1] if value.endswith(")") else value
+
+
+def _own_value(r: RunRecord, key: str, paper: str | None) -> tuple[str, str]:
+    """(value, note) of ``key`` for a run without a deviation for it: its recorded config (or
+    a record field such as ``precision``); the note says whether it is the paper's value or
+    the run's variant sets it itself."""
+    flat = flatten(r.config or {})
+    value = flat[key] if key in flat else getattr(r, key, None) if key in RECORD_FIELDS else None
+    text = "not recorded" if value is None else str(value)
+    notes = ["set by the variant"] if key in (r.own_keys or []) else []
+    notes += ["the paper's value"] if paper is not None and text == paper else []
+    return text, ", ".join(notes)
 
 
 def model_notes(exp: Experiment) -> list[str]:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ablations.report import comparable
+from ablations.report import comparable, machine_load
 from ablations.report.load import Experiment, status_counts
 from ablations.report.noise import for_experiment, source_text
 from ablations.report.power import MAX_SEEDS, POWER, resolution
@@ -76,7 +76,19 @@ def main_frame(exp: Experiment) -> pd.DataFrame:
         }
         rec |= _match_columns(exp, variant)
         out.append(rec)
-    return pd.DataFrame(out)
+    return _with_load(pd.DataFrame(out), machine_load.check(exp))
+
+
+def _with_load(frame: pd.DataFrame, check: machine_load.LoadCheck) -> pd.DataFrame:
+    """The load the variants' result runs were timed under, and whether their time and
+    img/s compare (one flag for the table: machine_load.LOAD_MARGIN)."""
+    if frame.empty:
+        return frame
+    means = []
+    for variant in frame["variant"]:
+        loads = [r.load for r in check.runs if r.variant == variant and r.load is not None]
+        means.append(float(np.mean(loads)) if loads else math.nan)
+    return frame.assign(load_1m=means, speed_comparable=check.comparable)
 
 
 def _match_columns(exp: Experiment, variant: str) -> dict:
@@ -145,13 +157,24 @@ def _cost_cells(r: pd.Series) -> list[Cell]:
     return [Cell(fmt(r["params_m"], 3)), Cell(fmt(r["gflops"], 3))]
 
 
-def _speed_cells(r: pd.Series) -> list[Cell]:
-    return [Cell(fmt_duration(r["train_time_s"])), Cell(fmt(r["img_per_s"], 0))]
+def _speed_cells(r: pd.Series, load: machine_load.LoadCheck) -> list[Cell]:
+    """Train time and img/s; marked, with the variant's load beside them, when the runs
+    were timed under load too different to compare (machine_load.py)."""
+    cells = [Cell(fmt_duration(r["train_time_s"])), Cell(fmt(r["img_per_s"], 0))]
+    if load.comparable:
+        return cells
+    marked = [Cell(f"{c.text} {machine_load.MARK}" if c.text != MISSING else c.text) for c in cells]
+    return [*marked, Cell(load.variant_text(r["variant"]))]
+
+
+def _speed_head(load: machine_load.LoadCheck) -> list[str]:
+    return ["Train time", "img/s"] + ([] if load.comparable else ["Load (1-min avg)"])
 
 
 def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
     """Format ``main_frame`` as the paper-style table for the experiment's axis."""
     top5 = show_top5(exp)
+    load = machine_load.check(exp)
     best = {m: _bold_mask(exp, frame, m) for m in ("top1", "top5")}
     acc_head = ["Top-1 (%)", "n"] + (["Top-5 (%)"] if top5 else [])
     cost_head = ["#Params (M)", "GFLOPs (fwd/img)"]
@@ -162,19 +185,21 @@ def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
             rows.append([_name_cell(r), Cell(fmt(r["head_input"], 0)), *acc])
         elif exp.axis == "traversal":
             dirs = [Cell(fmt(r["directions_per_block"], 0)), Cell(r["param_sharing"] or MISSING)]
-            rows.append([_name_cell(r), *dirs, *_cost_cells(r), *acc, *_speed_cells(r)])
+            rows.append([_name_cell(r), *dirs, *_cost_cells(r), *acc, *_speed_cells(r, load)])
         else:
-            rows.append([_name_cell(r), *_cost_cells(r), *acc, *_speed_cells(r)])
+            rows.append([_name_cell(r), *_cost_cells(r), *acc, *_speed_cells(r, load)])
     if exp.axis == "pooling":
         headers = ["Pooling", "Head input", *acc_head]
         caption = f"{exp.name}: pooling variants (mirror of the paper's Table 3)"
     elif exp.axis == "traversal":
         headers = ["Traversal", "Dir./block", "Param. sharing", *cost_head, *acc_head]
-        headers += ["Train time", "img/s"]
+        headers += _speed_head(load)
         caption = f"{exp.name}: traversal strategies (mirror of the paper's Table 2)"
     else:
-        headers = [exp.axis, *cost_head, *acc_head, "Train time", "img/s"]
+        headers = [exp.axis, *cost_head, *acc_head, *_speed_head(load)]
         caption = f"{exp.name}: {exp.axis} variants"
+    n_speed = 0 if exp.axis == "pooling" else len(_speed_head(load))  # the last columns
+    speed = list(range(len(headers) - n_speed, len(headers)))
     align = "l" + "r" * (len(headers) - 1)
     if exp.axis == "traversal":
         align = "lrl" + "r" * (len(headers) - 3)
@@ -190,9 +215,11 @@ def main_table(exp: Experiment, frame: pd.DataFrame) -> Table:
     if exp.include_truncated and not exp.truncated().empty:
         notes.append("n includes TRUNCATED runs (--include-truncated): see the warning above.")
     notes += [f"Warning: {n}." for n in model_notes(exp)]
+    notes += [load.note()] if speed and load.note() else []
     if not top5:
         notes.append("Top-5 not shown: the runs have 5 classes or fewer.")
-    return Table(headers, rows, align, caption, f"tab:{exp.name}", notes)
+    unranked = [] if load.rankable else speed
+    return Table(headers, rows, align, caption, f"tab:{exp.name}", notes, unranked=unranked)
 
 
 def show_top5(exp: Experiment) -> bool:

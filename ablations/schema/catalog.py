@@ -24,6 +24,7 @@ from ablations.schema.config import (
     merge,
     to_dict,
 )
+from ablations.schema.confounds import parse_confounds
 from ablations.schema.imports import import_all
 from ablations.schema.layers import Layer, protocol_keys, stack
 from ablations.schema.tune_space import TuneSpec, parse_tune
@@ -41,6 +42,7 @@ EXPERIMENT_KEYS = (
     "variants",
     "tune",
     "match",
+    "confounds",
 )
 MATCH_BY = ("params", "flops")  # match: what the solved depth (or width) brings to the reference's
 MATCH_KEYS = ("model.depth", "model.dim")  # what match: may solve (depth by default)
@@ -80,6 +82,9 @@ class Experiment:
     seeds_given: bool = True  # False: the file named no seeds (the protocol's apply)
     tune: TuneSpec = field(default_factory=TuneSpec)  # `vil-ablate tune`: space and budget
     match: Match | None = None  # solve each variant's depth to match the reference's cost
+    # key -> reason: training settings some variant sets on purpose (``confounds:``); the
+    # report keeps those pairs' intervals, marked "confounded (declared): key"
+    confounds: dict[str, str] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> list[str]:
@@ -197,10 +202,8 @@ def find_experiments_file(path: str | Path | None = None) -> Path:
     return local if local.is_file() else PACKAGE_FILE
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate an experiments file (see module docstring)."""
-    file = find_experiments_file(path)
-    source = file.name if file.resolve() == PACKAGE_FILE.resolve() else str(file)
+def _read(file: Path, source: str) -> dict:
+    """The YAML mapping of an experiments file; one line naming the file if it is not one."""
     try:
         raw = yaml.safe_load(file.read_text()) or {}
     except OSError as e:
@@ -210,7 +213,22 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of {', '.join(TOP_KEYS)}")
+    return raw
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Read and validate an experiments file (see module docstring)."""
+    file = find_experiments_file(path)
+    bundled = file.resolve() == PACKAGE_FILE.resolve()
+    source = file.name if bundled else str(file)
+    raw = _read(file, source)
     _keys(raw, TOP_KEYS, source, "")
+    if not bundled and "protocols" not in raw:  # a file of experiments only: the bundled
+        base = _read(PACKAGE_FILE, PACKAGE_FILE.name)  # protocols (smoke, demo, paper, ...)
+        raw = {**raw, "protocols": base["protocols"]}
+        raw.setdefault("default_protocol", base.get("default_protocol", "paper"))
     _imports(raw.get("imports"), source, file.parent)  # first: the names they register
     protos = _mapping(raw.get("protocols", {}), source, "protocols")
     resolved = {name: _resolve(name, protos, source, ()) for name in protos}
@@ -218,7 +236,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     descriptions = {n: str((p or {}).get("description", "")).strip() for n, p in protos.items()}
     default = raw.get("default_protocol", "paper" if "paper" in resolved else None)
     if default not in resolved:
-        valid = ", ".join(resolved)
+        valid = ", ".join(resolved) or "none: protocols: defines none"
         raise ConfigError(f"{source}: default_protocol: unknown {default!r}; valid: {valid}")
     exps = _mapping(raw.get("experiments", {}), source, "experiments")
     experiments = {n: _experiment(n, e, source) for n, e in exps.items()}
@@ -315,8 +333,9 @@ def _experiment(name: str, spec: Any, source: str) -> Experiment:
     description = str(spec.get("description", "")).strip()
     tune = parse_tune(spec.get("tune"), source, prefix)
     match = _match(spec.get("match"), source, f"{prefix}match")
+    confounds = parse_confounds(spec.get("confounds"), axis_key(axis), source, f"{prefix}confounds")
     return Experiment(name, axis, reference, variants, seeds, fixed, description, given, tune,
-                      match)  # fmt: skip
+                      match, confounds)  # fmt: skip
 
 
 def _match(raw: Any, source: str, path: str) -> Match | None:

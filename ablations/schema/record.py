@@ -31,7 +31,8 @@ STATES = (
 )  # fmt: skip
 # PRUNED: a tune trial stopped early by the pruner (ablations/tune/), never a grid point
 # TRUNCATED: stopped by train.time_limit_s / train.max_steps before its last epoch's last step:
-# never a result (the report leaves it out unless --include-truncated; a sweep retrains it)
+# never a result (the report leaves it out unless --include-truncated); the next sweep resumes
+# it from its checkpoint
 
 
 @dataclass
@@ -124,9 +125,11 @@ class RunRecord:
     # Which validation images the last evaluation got right (top-1), in the val set's order:
     # ``encode_correct``. The report's evaluation-noise floor (discordant counts) reads it.
     val_correct: dict = field(default_factory=dict, metadata=NESTED)
-    # The machine's load while the run trained (``loadavg_1m`` at start and end, ``cpus``,
-    # ``concurrent_trials``: other RUNNING records in the folder at start): throughput and
-    # train time are comparable only between runs under similar load.
+    # The machine's load while the run trained: ``loadavg_1m_start`` / ``_end``, the mean of
+    # every sample (start, each epoch, end) ``loadavg_1m_mean`` over ``loadavg_1m_samples``,
+    # ``cpus``, torch ``threads``, ``concurrent_trials`` (``_end``): other RUNNING records in
+    # the folder at start (end). Throughput and train time are comparable only between runs
+    # under similar load (ablations/report/machine_load.py).
     load: dict = field(default_factory=dict, metadata=NESTED)
 
     def to_dict(self) -> dict[str, Any]:

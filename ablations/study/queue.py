@@ -7,7 +7,8 @@ A trial carries only what scheduling needs, as user attributes set at enqueue ti
 current fingerprint exists; ``reconcile`` enqueues what is missing (under the grid lock),
 including retries of interrupted or lost trials, which resume from the trial's checkpoint.
 A run its budget stopped early (TRUNCATED, told as FAIL kind ``truncated``) is never done: the
-next ``sweep`` command retrains it from scratch.
+next ``sweep`` command resumes it from the checkpoint the budget stop wrote (the budget keys are
+not science), so a larger budget goes on where the last one stopped and nothing is trained twice.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def _decide(
         return (False, "new")
     last = max(ts, key=lambda t: t.number)
     kind = fail_kind(last)
-    if kind == TRUNCATED:  # stopped by its budget: never done; a new command retrains it
-        return (False, "retrain truncated run") if initial else None
+    if kind == TRUNCATED:  # stopped by its budget: never done; a new command resumes it
+        return (True, "resume truncated run") if initial else None
     if kind in RETRYABLE:
         lost = sum(fail_kind(t) == "worker_lost" for t in ts if t.state == TrialState.FAIL)
         if initial or lost <= max_retries:

@@ -17,6 +17,7 @@ from ablations.schema import points as grid
 from ablations.schema import record as runs
 from ablations.schema.catalog import Catalog, Experiment, load_catalog
 from ablations.schema.config import (
+    RECIPE_KEY,
     ConfigError,
     RunConfig,
     changes,
@@ -121,6 +122,7 @@ class Sweep:
         m, t = self.matched.get(p.variant), self.tuned.get(p.variant)
         own = flatten(self.exp.variant(p.variant).overrides) | flatten(m.overrides if m else {})
         rec.own_keys = sorted(own)  # the row's own settings (the report's comparability)
+        rec.confounds = dict(self.exp.confounds)  # declared: the report marks, not refuses
         if m is not None:
             rec.match, rec.match_target, rec.match_value = m.by, m.target, m.value
         if t is not None:
@@ -202,10 +204,23 @@ def stale_points(sweep: Sweep) -> list[str]:
         rec = runs.read(sweep.exp_dir / p.run_dir)
         if rec is None or rec.state not in ("COMPLETE", "INTERRUPTED", "RUNNING"):
             continue  # nothing to lose: a failed run is simply replaced
-        diff = changes(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        diff = (
+            stale_reasons(rec.science, sweep.sciences[p]) if rec.science else ["(no fingerprint)"]
+        )
         if rec.fingerprint != runs.fingerprint(sweep.sciences[p]):
             lines.append(f"{p.name} ({rec.state.lower()}): {', '.join(diff[:6])}")
     return lines
+
+
+def stale_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between a run's recorded science config and this command's: the recipe
+    version first, said as such (the code, not the config, changed), then each key."""
+    out = []
+    if old.get(RECIPE_KEY) != new.get(RECIPE_KEY):
+        was = old.get(RECIPE_KEY, "(none: older code)")
+        out.append(f"recorded {RECIPE_KEY} {was}, this code {new.get(RECIPE_KEY)} (the code "
+                   "now trains such a run differently)")  # fmt: skip
+    return out + [c for c in changes(old, new) if not c.startswith(f"{RECIPE_KEY} ")]
 
 
 def check_records(sweep: Sweep) -> None:
@@ -224,6 +239,23 @@ def prepare(sweep: Sweep) -> None:
     with naming_path(sweep.exp_dir, "create"):
         (sweep.exp_dir / "runs").mkdir(parents=True, exist_ok=True)
     write_json(sweep.exp_dir / "experiment.json", experiment_info(sweep))
+    declare_confounds(sweep)
+
+
+def declare_confounds(sweep: Sweep) -> list[str]:
+    """Give finished runs of the grid the experiment's current ``confounds:`` (a declaration
+    the report reads, not science: declaring a key after the runs needs no retraining)."""
+    done = []
+    for p in sweep.grid:
+        rec = runs.read(sweep.exp_dir / p.run_dir)
+        if rec is None or rec.state not in ("COMPLETE", "TRUNCATED"):
+            continue  # a running or waiting point gets it from record_for
+        same = rec.fingerprint == runs.fingerprint(sweep.sciences[p])
+        if same and rec.confounds != sweep.exp.confounds:
+            rec.confounds = dict(sweep.exp.confounds)
+            rec.write(sweep.exp_dir / p.run_dir)
+            done.append(p.name)
+    return done
 
 
 def experiment_info(sweep: Sweep) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def execute(
     try:
         rec = train(sweep.config_for(p), run_dir, progress, should_stop=stop.is_set,
                     record=record)  # fmt: skip
-        if rec.state == "TRUNCATED":  # not a result: the next sweep retrains it (queue.py)
+        if rec.state == "TRUNCATED":  # not a result: the next sweep resumes it (queue.py)
             return None, "truncated", rec.fail_reason
         return rec.top1, None, None
     except (Interrupted, KeyboardInterrupt):

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import vil
 from ablations.schema import imports
 from ablations.schema.config import RunConfig, science, to_dict
@@ -58,14 +60,27 @@ def data_fields(rec: RunRecord, bundle: Any) -> None:
 
 
 def record_load(rec: RunRecord, run_dir: Path, when: str) -> None:
-    """The machine's load at ``when`` ("start" / "end"): 1-minute load average, CPU count and
-    (at start) the other runs of this experiment folder that are RUNNING (their records)."""
+    """The machine's load at ``when`` ("start", "epoch" or "end"): the 1-minute load average
+    (at start and end by name, every sample into the run's mean), the cores and this process's
+    torch threads, and (at start and end) the other runs of this experiment folder that are
+    RUNNING (their records: a stale one of a killed run counts too)."""
     try:
-        rec.load[f"loadavg_1m_{when}"] = round(os.getloadavg()[0], 2)
+        load = round(os.getloadavg()[0], 2)
     except OSError:  # not available on this platform: the report says "not recorded"
-        pass
-    rec.load["cpus"] = os.cpu_count()
-    if when == "start":
-        others = [p for p in Path(run_dir).parent.glob("*") if p != Path(run_dir)]
-        running = [p for p in others if (r := read(p)) is not None and r.state == "RUNNING"]
-        rec.load["concurrent_trials"] = len(running)
+        load = None
+    if load is not None:
+        if when != "epoch":
+            rec.load[f"loadavg_1m_{when}"] = load
+        n = int(rec.load.get("loadavg_1m_samples", 0))
+        mean = float(rec.load.get("loadavg_1m_mean", 0.0))
+        rec.load["loadavg_1m_mean"] = round((mean * n + load) / (n + 1), 2)
+        rec.load["loadavg_1m_samples"] = n + 1
+    rec.load["cpus"], rec.load["threads"] = os.cpu_count(), torch.get_num_threads()
+    if when != "epoch":
+        key = "concurrent_trials" if when == "start" else "concurrent_trials_end"
+        rec.load[key] = len(_running_others(Path(run_dir)))
+
+
+def _running_others(run_dir: Path) -> list[Path]:
+    others = [p for p in run_dir.parent.glob("*") if p != run_dir]
+    return [p for p in others if (r := read(p)) is not None and r.state == "RUNNING"]

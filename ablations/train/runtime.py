@@ -150,7 +150,8 @@ def device_name(device: torch.device) -> str:
     """A human-readable device description for results."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    return f"cpu ({cores} core{'s' * (cores != 1)}, {threads} thread{'s' * (threads != 1)})"
 
 
 def init_distributed() -> bool:

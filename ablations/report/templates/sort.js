@@ -1,4 +1,5 @@
 // Click a header to sort its column: numbers as numbers (units s/min/h), missing (—) last.
+// Headers marked nosort (values not comparable between rows) do not sort.
 (function(){
   var UNIT={s:1,min:60,h:3600};
   function key(text){
@@ -12,7 +13,7 @@
     if(typeof a===typeof b)return a<b?-1:a>b?1:0;
     return typeof a==="number"?-1:1;
   }
-  document.querySelectorAll("table.sortable th").forEach(function(th){
+  document.querySelectorAll("table.sortable th:not(.nosort)").forEach(function(th){
     th.addEventListener("click",function(){
       var table=th.closest("table"),body=table.tBodies[0],col=th.cellIndex;
       var dir=th.getAttribute("aria-sort")==="ascending"?-1:1;
