@@ -16,12 +16,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 # Test files that run the CLI, subprocesses or training loops (seconds to minutes each).
 E2E_FILES = frozenset({
-    "test_aug_epochs.py", "test_axes_eval.py", "test_benchmarks.py", "test_cli.py",
+    "test_aug_epochs.py", "test_axes_eval.py", "test_benchmarks.py", "test_calibrate_e2e.py",
+    "test_cli.py",
     "test_cli_consistency.py", "test_compare.py", "test_compare_out.py",
     "test_compare_rules.py", "test_confounds.py", "test_dashboard.py", "test_data_bench.py",
     "test_data_download.py",
     "test_demo.py", "test_device_aug.py", "test_doctor.py", "test_dry_run_device.py",
-    "test_extending.py", "test_imports.py", "test_influence.py", "test_matching.py",
+    "test_extending.py", "test_imports.py", "test_init_seed.py", "test_influence.py",
+    "test_matching.py",
     "test_measure_quiet.py", "test_priced_classes.py", "test_progress_lines.py",
     "test_provenance.py", "test_recipe_version.py", "test_same_model.py",
     "test_seed_pairing.py", "test_show.py",

@@ -91,7 +91,7 @@ def test_seeds_needed_matches_published_sample_sizes():
     # paired, sd 0.5, the paper's margin 0.6 (d_z = 1.2): the first n with power >= 0.8
     n = seeds_needed(0.5, PAPER_MARGIN, paired=True)
     assert _scipy_power(0.6, 0.5, n, True) >= 0.8 > _scipy_power(0.6, 0.5, n - 1, True)
-    assert n == 8 and seeds_needed(math.nan) is None and seeds_needed(0.0) == 2
+    assert n == 8 and seeds_needed(math.nan) is None and seeds_needed(0.0) == 3  # claims need 3
     assert seeds_needed(100.0, 0.6) is None  # more than MAX_SEEDS
 
 
@@ -120,3 +120,29 @@ def test_resolution_uses_the_same_pairing_as_the_ci():
     w = resolution(a, {5: 69.5, 6: 70.0})
     # pooled sd = sqrt((1.2583^2 + 0.3536^2) / 2) = sqrt((1.5833 + 0.125) / 2) = 0.9242
     assert not w.paired and w.n_seeds == 2 and w.spread_std == pytest.approx(0.9242, abs=1e-4)
+
+
+@pytest.mark.parametrize(("n", "sd", "floor", "delta"), [(3, 1.0, 0.9, 1.5), (5, 1.0, 1.0, 1.2),
+                                                          (3, 2.0, 0.5, 4.0)])  # fmt: skip
+def test_floored_power_is_the_floored_rule_monte_carlo(n, sd, floor, delta):
+    """The report's paired interval with its floor, max(s^2, floor), simulated."""
+    rng = np.random.default_rng(1)
+    diffs = rng.normal(delta, sd, size=(40_000, n))
+    var = np.maximum(diffs.var(axis=1, ddof=1), floor)
+    half = stats.t.ppf(0.975, n - 1) * np.sqrt(var / n)
+    observed = float((np.abs(diffs.mean(axis=1)) > half).mean())
+    assert power(delta, sd, n, True, floor_var=floor) == pytest.approx(observed, abs=0.01)
+    unfloored = power(delta, math.sqrt(max(sd**2, floor)), n, True)  # the old model
+    if floor >= 0.8 * sd**2:  # a floor near the seeds' variance: it overstated the power
+        assert unfloored > observed + 0.02
+
+
+def test_floored_resolvable_difference_is_detected_80_percent():
+    rng = np.random.default_rng(2)
+    n, sd, floor = 5, 1.0, 1.0
+    d = min_resolvable_difference(sd, n, True, floor_var=floor)
+    diffs = rng.normal(d, sd, size=(40_000, n))
+    var = np.maximum(diffs.var(axis=1, ddof=1), floor)
+    excluded = np.abs(diffs.mean(axis=1)) > stats.t.ppf(0.975, n - 1) * np.sqrt(var / n)
+    assert excluded.mean() == pytest.approx(0.8, abs=0.01)
+    assert seeds_needed(sd, 0.6, True, floor_var=floor) > seeds_needed(sd, 0.6, True)

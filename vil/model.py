@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from dataclasses import fields as fields_of
 
@@ -47,6 +49,8 @@ class ViLConfig:
     img_size: int | tuple[int, int] | None = None  # pixels, (h, w); None = 128 (a run: data's)
     num_classes: int | None = None  # 0 = no head (features); None = 100 (a run: the data's)
     pretrained: str | None = None  # start from these weights (vil.PRETRAINED name, URL, file)
+    init_seed: int | None = None  # seed of the weight-init draws alone (an A/A control: other
+    # initial weights, the same data draws); None = the global RNG (a run: seeded by train.seed)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -164,6 +168,18 @@ class VisionLSTM(nn.Module):
         return self.head(self.head_norm(pooled))
 
 
+@contextlib.contextmanager
+def init_rng(seed: int | None) -> Iterator[None]:
+    """The weight-init draws from ``seed`` on a forked CPU generator (the caller's RNG state
+    is put back, so every later draw is what it would have been); None: the global RNG."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def create_model(
     size: str | ViLConfig = "tiny",
     traversal: str | None = None,
@@ -191,7 +207,8 @@ def create_model(
     if unknown:
         raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(valid)}")
     cfg = resolve(replace(base, **fields))
-    model = VisionLSTM(cfg)
+    with init_rng(cfg.init_seed):
+        model = VisionLSTM(cfg)
     if cfg.pretrained is not None:
         load_pretrained(model, cfg.pretrained, source=pretrained_source)
     return model

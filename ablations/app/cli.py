@@ -67,6 +67,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return sweep_command.run(s, args)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ablations.app import calibrate_command
+
+    s = calibrate_command.resolve(args, check_data=not args.dry_run)
+    if args.dry_run:
+        return _dry_run(s, args)
+    return calibrate_command.run(s, args)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from ablations.app.submit_checks import require_submitit
     from ablations.tune.worker import resolve_tuned
@@ -106,7 +115,20 @@ def _dry_run(s: Any, args: argparse.Namespace) -> int:
     print(json.dumps(rows, indent=2) if args.json else format_plan(rows, header))
     for note in model_notes(s):  # on stderr: the JSON on stdout stays a list of rows
         print(f"warning: {note}", file=sys.stderr)
+    print(_seeds_statement(s), file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _seeds_statement(s: Any) -> str:
+    """What the grid's seeds resolve, from a measured spread of this protocol and dataset."""
+    from ablations.report.calibration_out import dataset_keys
+    from ablations.report.planning import known_spread, seeds_line
+
+    ref = [p for p in s.grid if p.variant == s.exp.reference] or s.grid
+    dataset = dataset_keys(s.sciences[ref[0]])
+    n = len({p.seed for p in s.grid})
+    spread = known_spread(s.opts.results, s.protocol, dataset)
+    return seeds_line(spread, n, s.opts.results, s.protocol)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -300,6 +322,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "sweep": cmd_sweep, "submit": cmd_submit, "tune": cmd_tune,
+            "calibrate": cmd_calibrate,
             "show": cmd_show,
             "status": cmd_status,
             "report": cmd_report, "paths": cmd_paths, "prepare": cmd_prepare, "eval": cmd_eval,

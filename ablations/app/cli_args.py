@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _run_commands(sub)
+    _calibrate_command(sub)
     _other_commands(sub)
     for p in sub.choices.values():  # every command: a user's own parts (schema/imports.py)
         p.add_argument("--import", dest="imports", action="append", default=[],
@@ -134,6 +135,26 @@ def _run_commands(sub: Any) -> None:
                    help="print report.md, write nothing (figures are left out)")  # fmt: skip
 
 
+def _calibrate_command(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="A/A test and planted effect: the report's statistics "
+                       "on this protocol's training noise (docs/statistics.md)")  # fmt: skip
+    _common(p)
+    p.set_defaults(seeds="0-19")
+    p.add_argument("--experiment", default="table2",
+                   help="whose reference variant is calibrated (default: table2)")  # fmt: skip
+    p.add_argument("--planted", action="append", default=[], metavar="KEY=VALUE",
+                   help="what makes the planted arm worse (repeatable; default: "
+                        "data.label_noise=0.2)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="list trials and cost; no training")
+    p.add_argument("--json", action="store_true", help="with --dry-run: JSON output")
+    p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--analyse-only", action="store_true",
+                   help="no training: analyse the seeds every arm has finished")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    _sweep_flags(p)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
 def _probes(text: str) -> int | str:
     """--probes: a number (checked later, one line) or ``exact``."""
     return text if text == "exact" else int(text) if text.lstrip("-").isdigit() else text
@@ -188,12 +209,20 @@ def _seeds(text: str | None) -> list[int] | None:
         return None
     if not text.strip():
         raise ConfigError("--seeds: empty; give comma-separated non-negative integers, e.g. 0,1,2")
-    items = [s.strip() for s in text.split(",")]
+    items = [x for s in text.split(",") for x in _seed_range(s.strip())]
     bad = [s for s in items if not s.isdigit()]
     if bad:
-        raise ConfigError(f"--seeds: expected comma-separated non-negative integers, got "
-                          f"{text!r} ({bad[0]!r} is not one)")  # fmt: skip
+        raise ConfigError(f"--seeds: expected comma-separated non-negative integers or "
+                          f"ranges A-B, got {text!r} ({bad[0]!r} is not one)")  # fmt: skip
     return [int(s) for s in _distinct("--seeds", items)]
+
+
+def _seed_range(item: str) -> list[str]:
+    """``"3-5"`` -> ["3", "4", "5"]; anything else as it is (checked by the caller)."""
+    a, sep, b = item.partition("-")
+    if sep and a.isdigit() and b.isdigit() and int(a) <= int(b):
+        return [str(i) for i in range(int(a), int(b) + 1)]
+    return [item]
 
 
 def _variants(text: str | None) -> list[str] | None:
@@ -234,6 +263,9 @@ def sweep_command_line(args: argparse.Namespace, protocol: str, *extra: str) -> 
     import shlex
 
     out = ["vil-ablate", "sweep", args.experiment]
+    if getattr(args, "command", None) == "calibrate":  # its grid is made by calibrate only
+        out = ["vil-ablate", "calibrate", "--experiment", args.experiment]
+        out += [x for kv in args.planted for x in ("--planted", kv)]
     for flag, value in (("--experiments", args.experiments), ("--protocol", protocol),
                         ("--results", args.results), ("--storage", args.storage),
                         ("--variants", args.variants), ("--seeds", args.seeds),

@@ -23,6 +23,7 @@ from .arrays import Arrays, take
 from .cache import cache_key, default_cache_dir, open_cached, read_index
 from .cache_build import ensure_cache
 from .imagefolder import FileScan, ImageFolderDataset, SplitFiles
+from .label_noise import with_label_noise
 from .provenance import DataProvenance
 from .split import counts_per_class, select
 from .transforms import eval_transform, train_transform
@@ -167,8 +168,15 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
     cfg.validate()
     kind = KINDS[cfg.dataset]
     if kind.family == "arrays":
-        return _build_arrays(cfg, entry_function(kind)(cfg))
-    return _build_files(cfg)
+        bundle = _build_arrays(cfg, entry_function(kind)(cfg))
+    else:
+        bundle = _build_files(cfg)
+    if cfg.label_noise > 0:  # provenance keeps the true per-class counts
+        bundle.train = with_label_noise(bundle.train, bundle.num_classes, cfg.label_noise,
+                                        cfg.data_seed)  # fmt: skip
+        bundle.info["label_noise"] = {"share": cfg.label_noise, "replaced": bundle.train.replaced,
+                                      "of": len(bundle.train), "seed": cfg.data_seed}  # fmt: skip
+    return bundle
 
 
 def entry_function(kind: DatasetKind) -> Callable:

@@ -3,7 +3,8 @@
 Two runs are comparable when their science configs (``RunRecord.science``, what the
 fingerprint hashes) are equal apart from keys that differ by design:
 
-- ``train.seed`` (statistics pair on it) and the budget keys ``train.max_steps`` /
+- ``train.seed`` (statistics pair on it), ``model.init_seed`` (a seed of the init draws
+  alone, set per seed by an A/A row) and the budget keys ``train.max_steps`` /
   ``train.time_limit_s`` (a run its budget stopped early is TRUNCATED, never COMPLETE);
 - between runs of *different* variants also: the experiment's axis key, the keys of each
   variant's own settings that define its architecture (``model.*`` of
@@ -36,7 +37,9 @@ from ablations.schema.config import RECIPE_KEY
 from ablations.schema.imports import PREFIX as IMPORTED
 from ablations.schema.record import RunRecord
 
-ALWAYS_EXEMPT = frozenset({"train.seed", "train.max_steps", "train.time_limit_s"})
+# model.init_seed: a seed too (an A/A row sets it per seed, ``Variant.seeded``).
+ALWAYS_EXEMPT = frozenset({"train.seed", "model.init_seed", "train.max_steps",
+                           "train.time_limit_s"})  # fmt: skip
 UNRECORDED = "(not recorded)"
 RECORDED_KEY = "(science config)"  # some runs recorded theirs, others did not
 NOT_COMPARABLE = "not comparable"

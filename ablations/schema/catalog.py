@@ -55,6 +55,8 @@ class Variant:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides,
     # including the axis value (``{"model": {"traversal": "bi"}}``)
+    seeded: dict[str, int] = field(default_factory=dict)  # flat key -> offset: set to the run
+    # seed + offset in the seed layer (an A/A row: ``{"model.init_seed": 1000003}``)
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,18 @@ class Experiment:
             Layer("variant", row, v.overrides),
             Layer("matched", f"{row} (match)", matched or {}),
             Layer("tuned", f"{row} (tuned)", tuned or {}),
-            Layer("seed", row, {"train": {"seed": seed}}),
+            Layer("seed", row, _seed_layer(v, seed)),
         ]
         if device:
             out.append(Layer("device", "--device", {"train": {"device": device}}))
         if final:
             out.append(Layer(final[0], final[0], final[1]))
         return out
+
+
+def _seed_layer(v: Variant, seed: int) -> dict[str, Any]:
+    """train.seed and the variant's seed-relative keys (``Variant.seeded``), nested."""
+    return dotted({"train.seed": seed, **{k: seed + off for k, off in v.seeded.items()}})
 
 
 def axis_key(axis: str) -> str:

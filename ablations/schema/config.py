@@ -263,7 +263,9 @@ NOT_SCIENCE = BUDGET | frozenset({
 # Science, but hashed only when off: the cache's stored squares (PIL, central square, resized
 # to stored_size) are other pixels than decoding each file (tests/test_data_cache.py), so an
 # uncached run is another experiment; runs at the default keep the fingerprints they had.
-HASHED_WHEN_CHANGED = {"data.cache": True}
+# The same for keys added after runs were made: at their default a run trains what it trained
+# before the key existed (model.init_seed None: init drawn from train.seed; no label noise).
+HASHED_WHEN_CHANGED = {"data.cache": True, "model.init_seed": None, "data.label_noise": 0.0}
 
 
 # The training recipe's version: bump it in any change that alters what a run with an
@@ -320,6 +322,12 @@ def validate(cfg: RunConfig, source: str = "config", data: bool = True) -> RunCo
             raise ConfigError(f"{source}: train.{key}: must be >= 1")
     _check_micro_batch(cfg.train, source)
     _check_model_from_data(cfg.model, source)
+    seed = cfg.model.init_seed
+    if seed is not None and not 0 <= seed < 2**63:
+        raise ConfigError(
+            f"{source}: model.init_seed: {seed} is negative or too large; valid: "
+            "an integer in [0, 2**63), or null (the run seed, train.seed)"
+        )
     try:
         check_device(cfg.train.device, available=data)  # a dry run may plan for another machine
     except ConfigError as e:

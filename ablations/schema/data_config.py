@@ -47,6 +47,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers (and cache-build processes)
     strict: bool = False  # bad single images raise instead of being skipped and counted
     augment_on: str = "workers"  # train augmentation: "workers" (CPU loader) | "device" (GPU)
+    label_noise: float = 0.0  # share of training labels replaced by another class drawn at
+    # random from data_seed (the same labels for every run seed): a planted effect (calibrate)
 
     @property
     def stored_size(self) -> int:
@@ -97,6 +99,12 @@ class DataConfig:
                 "data.augment_on='device' needs the uint8 cache and the paper recipe "
                 f"(data.dataset={self.dataset!r}, data.cache={self.cache}, "
                 f"data.augment={self.augment!r}); valid otherwise: augment_on='workers'"
+            )
+        noise = self.label_noise
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise < 1:
+            raise DataConfigError(
+                f"data.label_noise={noise!r} must be a number in [0, 1) (the share of training "
+                "labels replaced; 0 = none)"
             )
         if self.num_workers < 0:
             raise DataConfigError(f"data.num_workers={self.num_workers!r} must be >= 0")

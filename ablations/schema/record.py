@@ -94,6 +94,10 @@ class RunRecord:
     attempt: int | None = None
     resumes: int = 0  # times the run continued from its own checkpoint (Ctrl-C, preemption)
     run_dir: str = ""  # relative to the experiment folder
+    # What a pairing relies on (ablations/train/digests.py): the initial weights and the first
+    # epoch's data draws (sample order, augmentation and step seeds). None: not recorded.
+    init_digest: str | None = None
+    data_digest: str | None = None
     # Tuning (ablations/tune/) and matching (ablations/sweep/matching.py).
     tune_trials: int | None = None  # finished trials of the variant's tune study (sweep --tuned)
     tune_pruned: int | None = None  # how many of them the pruner stopped early

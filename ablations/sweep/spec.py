@@ -8,6 +8,7 @@ grid point any command asked for (a union): the report covers all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,12 +142,21 @@ def experiment_dir(results: Path, protocol: str, experiment: str) -> Path:
     return Path(results) / protocol / experiment
 
 
-def resolve(opts: SweepOptions, check_data: bool = True, tuned: dict | None = None) -> Sweep:
+def resolve(
+    opts: SweepOptions,
+    check_data: bool = True,
+    tuned: dict | None = None,
+    derive: Callable[[Catalog], Experiment] | None = None,
+) -> Sweep:
     """Load the experiments file and resolve + validate every point's config (no I/O).
 
     ``tuned``: variant -> its best tune values (``study.tune.Best``), as the app loaded them
-    for ``sweep --tuned``."""
+    for ``sweep --tuned``. ``derive``: an experiment made from the file's (``calibrate``'s
+    arms), added to the catalog under its own name before ``opts.experiment`` is looked up."""
     catalog = load_catalog(opts.experiments_file)
+    if derive is not None:
+        made = derive(catalog)
+        catalog.experiments[made.name] = made
     exp = catalog.experiment(opts.experiment)
     protocol = opts.protocol or catalog.default_protocol
     catalog.protocol(protocol)  # an unknown protocol fails here, naming the valid ones

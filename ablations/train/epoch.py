@@ -51,6 +51,7 @@ class Parts:
     flops: float
     augment: Callable | None = None  # data.augment_on=device: uint8 batch -> augmented floats
     ddp: nn.Module | None = None  # the DDP wrapper (no_sync between micro-batches), if any
+    digests: dict[str, str] = field(default_factory=dict)  # init, data (train/digests.py)
 
 
 @dataclass

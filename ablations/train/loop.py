@@ -31,6 +31,7 @@ from ablations.schema.files import (
 )
 from ablations.schema.record import RunRecord
 from ablations.train import checkpoint as ckpt
+from ablations.train.digests import data_digest, weights_digest
 from ablations.train.epoch import (
     EpochContext,
     Interrupted,
@@ -92,6 +93,7 @@ def train(
         parts = _build(config, rt)
         rec.params, rec.flops = parts.params, parts.flops
         data_fields(rec, parts.bundle)
+        rec.init_digest, rec.data_digest = parts.digests["init"], parts.digests["data"]
         fitted = _fit(config, run_dir, parts, progress, should_stop, resume, log, rec, trk)
         rec.update(fitted)
         rec.state, rec.fail_reason = "COMPLETE", None
@@ -133,9 +135,10 @@ def truncation_reason(config: RunConfig, fitted: dict[str, Any]) -> str:
 def _build(config: RunConfig, rt: Runtime) -> Parts:
     """Data, model (counted before wrapping), optimizer, schedule, loaders."""
 
-    seed_all(config.train.seed)  # model init depends on the run seed only
+    seed_all(config.train.seed)  # model init: the run seed, or model.init_seed alone
     bundle = build_datasets(config.data)
-    model = build_model(config, bundle.num_classes)
+    model = build_model(config, bundle.num_classes)  # model.init_seed: its own init draws
+    init = weights_digest(model)
 
     params, flops = vil.count_params(model), vil.count_flops(model, config.data.img_size)
     model.to(rt.device)
@@ -154,9 +157,10 @@ def _build(config: RunConfig, rt: Runtime) -> Parts:
     augment = None
     if config.data.augment_on == "device":
         augment = DeviceAugment(config.data.img_size)
+    digests = {"init": init, "data": data_digest(loaders, config.train.seed, steps)}
     return Parts(
         rt, model, step_model, optimizer, scheduler, loaders, mixer, steps, bundle, params, flops,
-        augment, ddp,
+        augment, ddp, digests,
     )  # fmt: skip
 
 
