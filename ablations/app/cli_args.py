@@ -12,7 +12,10 @@ from ablations.app.submit_args import add_arguments as add_submit_arguments
 from ablations.schema.errors import ConfigError
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(
+    p: argparse.ArgumentParser,
+    seeds_help: str = "comma-separated seeds (default: the experiment's)",
+) -> None:
     p.add_argument(
         "--experiments",
         metavar="PATH",
@@ -23,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
                         "(default: a journal in <results>/<protocol>/<experiment>/)")  # fmt: skip
-    p.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    p.add_argument("--seeds", help=seeds_help)
     p.add_argument("--variants", help="comma-separated subset of the experiment's variants")
     p.add_argument("--device", help="cpu, cuda, cuda:N, ... (default: the config's, auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -138,7 +141,7 @@ def _run_commands(sub: Any) -> None:
 def _calibrate_command(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="A/A test and planted effect: the report's statistics "
                        "on this protocol's training noise (docs/statistics.md)")  # fmt: skip
-    _common(p)
+    _common(p, seeds_help="seeds, e.g. 0-19 or 0,1,2 (default: 0-19)")
     p.set_defaults(seeds="0-19")
     p.add_argument("--experiment", default="table2",
                    help="whose reference variant is calibrated (default: table2)")  # fmt: skip
