@@ -146,8 +146,14 @@ def decode_all(samples: list[Sample], side: int, workers: int) -> Iterator:
     if workers <= 0:
         yield from map(decode_job, jobs)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    with multiprocessing.get_context(_START).Pool(workers) as pool:
         yield from pool.imap(decode_job, jobs, chunksize=16)
+
+
+# Not fork: forking a process whose other threads (torch's, a progress bar's) hold a lock
+# can leave the child waiting on it forever (seen: a decode worker stuck on a futex). A fork
+# server (Python 3.14's default) forks from a clean single-threaded process.
+_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 @contextmanager
