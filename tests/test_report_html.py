@@ -118,6 +118,12 @@ def test_report_in_headless_chromium(smoke):
         page.click("#main th:nth-child(1)")
         desc = _column(page, "#main", 0)
         assert asc == sorted(before) and desc == asc[::-1], (before, asc, desc)
+        # on a laptop screen every table fits: no column (the Note) hidden behind a scrollbar
+        wide = page.evaluate(
+            "[...document.querySelectorAll('figure.table')]"
+            ".filter(f => f.scrollWidth > f.clientWidth + 1).map(f => f.id)"
+        )
+        assert not wide, f"tables wider than a 1366 px screen: {wide}"
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
         index = _open(browser, smoke / "index.html", errors)
