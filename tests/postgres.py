@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port  # noqa: E402
 
 
 def _find_bin() -> Path | None:
@@ -46,12 +47,6 @@ def _install() -> str | None:
         if done.returncode != 0:
             return f"apt-get install postgresql failed: {done.stderr.strip()[-200:]}"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_db_user(cmd: list[str]) -> list[str]:
@@ -90,7 +85,7 @@ def pg_url() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    port = _free_port()
+    port = free_port()
     pwfile = base / "pw"
     pwfile.write_text(PASSWORD + "\n")
     if os.geteuid() == 0:

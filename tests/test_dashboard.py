@@ -4,7 +4,6 @@ studies from its HTTP API (loopback only)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
+from tests.ports import free_port  # noqa: E402
 from tests.postgres import cli_env, run_cli  # noqa: E402
 
 pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (test extra)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _studies(port: int, timeout: float = 60) -> list[str]:
@@ -44,7 +38,7 @@ def test_dashboard_lists_the_sweep_and_tune_studies_of_a_journal(tmp_path):
     tuned = run_cli("tune", "table2", "--variants", "uni", "--budget", "1", *args)
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     journal = tmp_path / "smoke" / "table2" / "optuna.journal"
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-c", "from optuna_dashboard._cli import main; main()", str(journal),
            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     server = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

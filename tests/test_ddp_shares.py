@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ablations.schema.config import apply
 from ablations.sweep.plan import plan
 from ablations.sweep.spec import SweepOptions, resolve
 from ablations.train import loaders, trackers
+from tests.ports import free_port  # noqa: E402
 
 WORLD, BATCH, EPOCHS = 2, 16, 2  # 8 images per rank and step
 EVEN, UNEVEN = 64, 70  # 64: 4 steps, nothing dropped; 70: 35 a rank = 4 x 8 + 3 dropped
@@ -111,12 +111,6 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _epochs(fetched: list[list[int]], per_epoch: int) -> list[list[list[int]]]:
     assert len(fetched) % per_epoch == 0, (len(fetched), per_epoch)
     return [fetched[a : a + per_epoch] for a in range(0, len(fetched), per_epoch)]
@@ -125,7 +119,7 @@ def _epochs(fetched: list[list[int]], per_epoch: int) -> list[list[list[int]]]:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> tuple[list[dict], Path]:
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_rank, args=(WORLD, _free_port(), str(tmp)), nprocs=WORLD, join=True)
+    mp.spawn(_rank, args=(WORLD, free_port(), str(tmp)), nprocs=WORLD, join=True)
     return [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(WORLD)], tmp
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` importable
 from tests.data_fixtures import make_tree, write_jpeg  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.postgres import REPO, run_cli  # noqa: E402
 
 SMOKE = ["--protocol", "smoke", "--plain"]
@@ -102,12 +103,7 @@ def test_missing_data_root_fails_once_before_any_trial_and_in_dry_run(tmp_path):
 
 
 def test_unreachable_storage_is_one_line_with_masked_url_and_leaves_nothing(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"postgresql://vil:secret@127.0.0.1:{port}/vil"
+    url = f"postgresql://vil:secret@127.0.0.1:{free_port()}/vil"  # nobody listens there
     done = run_cli("sweep", "table2", *SMOKE, "--storage", url, "--results", str(tmp_path / "r"))
     assert done.returncode == 1
     err = [ln for ln in done.stderr.splitlines() if ln.strip()]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from ablations.schema.catalog import load_catalog
 from ablations.schema.config import apply
 from ablations.train import epoch, loop
 from ablations.train.runtime import resolve_runtime
+from tests.ports import free_port  # noqa: E402
 
 
 def _cfg(**train):
@@ -55,14 +55,8 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ranks_agree_on_nan_and_stop_at_the_cadence(tmp_path):
-    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for out in ranks:  # NaN at step 1 is seen at the read after step 2, on both ranks
         assert out["nan"] == "non-finite loss (nan) at step 1"
@@ -104,7 +98,7 @@ def _step_rank(rank: int, world: int, port: int, tmp: str) -> None:
 
 
 def test_two_ranks_step_as_one_process_on_the_combined_batch(tmp_path):
-    mp.spawn(_step_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_step_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     assert_ranks_stepped_as_one_process(tmp_path)
 
 
