@@ -23,7 +23,6 @@ import math
 import torch
 import torch.nn.functional as tnn
 
-from .fastaug import _MEAN, _STD
 from .recipe import (
     SOLARIZE_THRESHOLD,
     blur_kernel_size,
@@ -31,6 +30,7 @@ from .recipe import (
     gaussian_weights,
     gray,
     jitter_factor,
+    normalize,
 )
 
 N_UNIFORMS = 49  # per image, laid out as in fastaug.TensorTransform.__call__
@@ -124,4 +124,4 @@ class DeviceAugment:
         u = torch.rand(x.size(0), N_UNIFORMS, device=x.device)  # the global (device) RNG
         x = resized_crops(x, rrc_boxes(x.size(-2), x.size(-1), u[:, :40]), self.img_size)
         x = paper_colour(x, u[:, 40:], self.kernel)
-        return (x - _MEAN.to(x.device)) / _STD.to(x.device)
+        return normalize(x)

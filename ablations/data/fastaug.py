@@ -19,18 +19,14 @@ from torchvision.transforms.v2 import functional as F
 
 from .recipe import (
     BICUBIC,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     SOLARIZE_THRESHOLD,
     blur_kernel_size,
     blur_sigma,
     gaussian_weights,
     gray,
     jitter_factor,
+    normalize,
 )
-
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def gaussian_kernel(sigma: float, kernel_size: int) -> list[float]:
@@ -129,7 +125,7 @@ class TensorTransform:
                 dy, dx = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
                 x = x[:, dy : dy + self.img_size, dx : dx + self.img_size]
             x = x.float().div_(255)
-        return (x - _MEAN) / _STD
+        return normalize(x)
 
     def _paper_colour(self, x: torch.Tensor, u: list[float]) -> torch.Tensor:
         """Flip, 3-Augment, ColorJitter(0.3, 0.3, 0.3, 0) on a float image in [0, 1]."""

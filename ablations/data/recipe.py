@@ -47,3 +47,18 @@ def gaussian_weights(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     t = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=sigma.dtype)
     k = torch.exp(-0.5 * (t / sigma.view(-1, 1)) ** 2)
     return k / k.sum(1, keepdim=True)
+
+
+_NORM: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # per device, made once
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet mean/std normalisation of float images (..., 3, H, W) in [0, 1], on their
+    device; the constants are copied to a device once, not at every step."""
+    if x.device not in _NORM:
+        mean, std = (
+            torch.tensor(v, device=x.device).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+        _NORM[x.device] = (mean, std)
+    mean, std = _NORM[x.device]
+    return (x - mean) / std
